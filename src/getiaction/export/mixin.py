@@ -1,0 +1,122 @@
+"""The ``Export`` mixin: every policy gets ``to_torch``, ``to_onnx`` and ``export`` by inheritance.
+
+The mixin only gathers defaults from the policy and dispatches; each format's module writes its
+one artifact.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from getiaction.policies import Dummy, DummyConfig
+    >>> policy = Dummy(config=DummyConfig(action_shape=(7,)))
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> policy.to_torch(folder / "checkpoint.pt").name
+    'checkpoint.pt'
+    >>> policy.to_onnx(folder / "model_14.onnx", opset_version=14, output_names=["predictions"]).output_names
+    ['predictions']
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from getiaction.errors import ConfigError
+from getiaction.export.onnx import OnnxExportResult, export_onnx
+from getiaction.export.serialization import to_yaml
+from getiaction.export.torch import class_path_of, save_checkpoint
+
+
+class ExportFormat(StrEnum):
+    """The artifact formats a policy can be exported to."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+class Export:
+    """Mixin for policies (``class MyPolicy(Export, Policy)``) that adds the export methods.
+
+    The policy's inner ``self.model`` may define ``sample_input`` (dict of tensors),
+    ``extra_export_args`` (``{"onnx": {...}}`` defaults for ``to_onnx``) and ``config``.
+    """
+
+    def _export_module(self) -> nn.Module:
+        model = getattr(self, "model", None)
+        if isinstance(model, nn.Module):
+            return model
+        if isinstance(self, nn.Module):
+            return self
+        raise ConfigError(f"{type(self).__name__}: has no 'model' module to export")
+
+    def _export_config(self) -> Any:
+        return getattr(self._export_module(), "config", None) or {}
+
+    def to_torch(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint (weights + YAML config + header) that :func:`load_policy` rebuilds.
+
+        The file loads with ``torch.load(path, weights_only=True)`` and is written atomically;
+        an existing file is replaced the way ``torch.save`` would.
+        """
+        if not isinstance(self, nn.Module):
+            raise ConfigError(f"{type(self).__name__}: to_torch needs an nn.Module")
+        return save_checkpoint(self, path, self._export_config())
+
+    def to_onnx(
+        self,
+        path: str | os.PathLike[str],
+        input_sample: Mapping[str, torch.Tensor] | None = None,
+        **export_kwargs: Any,
+    ) -> OnnxExportResult:
+        """Export to one ONNX file whose opset, inputs and dynamic batch are checked on the file.
+
+        Defaults: ``input_sample`` from ``model.sample_input``; export arguments from
+        ``model.extra_export_args["onnx"]`` with ``export_kwargs`` winning; opset 18; dynamic
+        batch on; output ``["action"]``. See :func:`getiaction.export.onnx.export_onnx`.
+        """
+        model = self._export_module()
+        sample = input_sample if input_sample is not None else getattr(model, "sample_input", None)
+        if sample is None:
+            raise ConfigError(
+                f"input_sample: {type(self).__name__} has no sample_input; pass "
+                "input_sample={'state': torch.randn(1, 8), ...} to to_onnx"
+            )
+        defaults = copy.deepcopy(dict(getattr(model, "extra_export_args", {}).get("onnx", {})))
+        kwargs = {**defaults, **export_kwargs}
+        kwargs["default_dynamic_axes"] = _follow_renames(
+            defaults.pop("dynamic_axes", None) or {},
+            defaults.get("output_names"),
+            export_kwargs.get("output_names"),
+        )
+        kwargs["dynamic_axes"] = export_kwargs.get("dynamic_axes")
+        if "dynamo" in kwargs:  # torch.onnx's own switch, spelled our way
+            kwargs.setdefault("exporter", "dynamo" if kwargs.pop("dynamo") else "torchscript")
+        metadata = {"policy.class_path": class_path_of(self), "policy.config": to_yaml(self._export_config())}
+        metadata.update(kwargs.pop("metadata", None) or {})
+        return export_onnx(model, path, sample, metadata=metadata, **kwargs)
+
+    def export(self, path: str | os.PathLike[str], export_format: ExportFormat | str, **kwargs: Any) -> Any:
+        """Export to ``export_format`` (``"torch"`` or ``"onnx"``)."""
+        try:
+            chosen = ExportFormat(export_format)
+        except ValueError:
+            valid = [f.value for f in ExportFormat]
+            raise ConfigError(f"export_format: {export_format!r} is not valid; use one of {valid}") from None
+        if chosen is ExportFormat.TORCH:
+            return self.to_torch(path)
+        return self.to_onnx(path, **kwargs)
+
+
+def _follow_renames(
+    axes: Mapping[str, Any], default_names: list[str] | None, new_names: list[str] | None
+) -> dict[str, Any]:
+    """Re-key the model's dynamic axes when the caller renames outputs (position i -> name i)."""
+    if not new_names or not default_names:
+        return dict(axes)
+    renamed = dict(zip(default_names, new_names, strict=False))
+    return {renamed.get(name, name): value for name, value in axes.items()}
