@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,11 +51,24 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     )
     os.close(handle)
     temp = Path(temp_name)
+    # mkstemp makes the file private (0600); give it the mode open() would (an existing file's
+    # mode, else 0666 minus the umask) so other users and deploy tools can still read it.
+    os.chmod(temp, _mode_for(final))
     try:
         yield temp
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _mode_for(final: Path) -> int:
+    """The permission bits ``open(final, "w")`` would leave: kept if it exists, else by umask."""
+    try:
+        return stat.S_IMODE(final.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -319,8 +319,18 @@ class _Probe:
     default_output_names: list[str]
 
 
-def _call(model: nn.Module, batch: Mapping[str, torch.Tensor], style: CallStyle) -> Any:
-    return model(**batch) if style is CallStyle.KWARGS else model(batch)
+def call_with_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], call_style: CallStyle | str) -> Any:
+    """Call ``model`` the way ``call_style`` says: ``model(batch)`` or ``model(**batch)``."""
+    return model(**batch) if CallStyle(call_style) is CallStyle.KWARGS else model(batch)
+
+
+def output_tensors(output: Any, keys: Sequence[str] | None = None) -> tuple[torch.Tensor, ...]:
+    """A forward's result as a tuple of tensors, in graph-output order (dict: ``keys`` or insertion order)."""
+    if isinstance(output, torch.Tensor):
+        return (output,)
+    if isinstance(output, Mapping):
+        return tuple(output[key] for key in (keys or list(output)))
+    return tuple(output)
 
 
 def _probe_forward(model: nn.Module, sample: dict[str, torch.Tensor], style: CallStyle) -> _Probe:
@@ -383,12 +393,8 @@ class _Adapter(nn.Module):
         self.output_keys = output_keys
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        output = _call(self.model, {name: batch[name] for name in self.names}, self.style)
-        if isinstance(output, torch.Tensor):
-            return (output,)
-        if isinstance(output, Mapping):
-            return tuple(output[key] for key in self.output_keys or output)
-        return tuple(output)
+        output = call_with_batch(self.model, {name: batch[name] for name in self.names}, self.style)
+        return output_tensors(output, self.output_keys)
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,6 +442,8 @@ def _dynamic_axes(
             for axis, dim_name in _normalise_axes(name, name_axes, key).items():
                 if not -ranks[name] <= axis < ranks[name]:
                     raise ConfigError(f"dynamic_axes[{name!r}]: axis {axis} is out of range for rank {ranks[name]}")
+                if not strict and not dynamic_batch and axis % ranks[name] == 0:
+                    continue  # dynamic_batch=False opts out of the model's batch-axis defaults too
                 axes.setdefault(name, {})[axis % ranks[name]] = dim_name
     return axes
 
@@ -453,14 +461,36 @@ def _trace_sample(sample: dict[str, torch.Tensor], axes: DynamicAxes) -> dict[st
 
 def _check_dynamic_axes(proto: onnx.ModelProto, axes: DynamicAxes) -> None:
     values = {v.name: v for v in list(proto.graph.input) + list(proto.graph.output)}
+    inferred = _inferred_output_dims(proto)
     for name, name_axes in axes.items():
         dims = values[name].type.tensor_type.shape.dim
-        for axis in name_axes:
-            if axis < len(dims) and not dims[axis].dim_param:
+        for axis in (axis for axis in name_axes if axis < len(dims)):
+            # The TorchScript exporter writes the declared dim_param on an output even when the
+            # graph computes a constant there, so also ask shape inference what the graph computes.
+            size = inferred.get(name, {}).get(axis) or dims[axis].dim_value
+            if size or not dims[axis].dim_param:
                 raise ExportError(
-                    f"dynamic axis {axis} of {name!r} came out static (size {dims[axis].dim_value}): the "
+                    f"dynamic axis {axis} of {name!r} came out static (size {size}): the "
                     "forward fixes that size (e.g. a reshape with a constant); fix it or pass dynamic_batch=False"
                 )
+
+
+def _inferred_output_dims(proto: onnx.ModelProto) -> dict[str, dict[int, int]]:
+    """``{output: {axis: size}}`` for output axes that ONNX shape inference finds constant."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    for output in probe.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    try:
+        probe = onnx.shape_inference.infer_shapes(probe, data_prop=True)
+    except Exception:  # inference is a second opinion only; the declared shapes were checked
+        return {}
+    return {
+        output.name: {
+            axis: dim.dim_value for axis, dim in enumerate(output.type.tensor_type.shape.dim) if dim.dim_value
+        }
+        for output in probe.graph.output
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,18 +501,24 @@ _CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir", "torch.export", "torch
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence torch.onnx's deprecation, tracer and logger chatter; errors still propagate."""
+    """Silence torch.onnx's deprecation, tracer and logger chatter; errors still propagate.
+
+    stdout is captured too: the TorchScript exporter prints the whole IR graph with plain print
+    when an operator is unsupported, and our error already says what matters.
+    """
     loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=".*ONNX export.*")
             warnings.filterwarnings("ignore", message=".*training mode.*")
+            # dynamo's note that inputs share the one batch Dim we gave them: expected, not news.
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):

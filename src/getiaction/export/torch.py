@@ -24,6 +24,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
+import typing
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FORMAT = "getiaction.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
+_UNSAFE_GLOBAL = re.compile(r"unsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        detail = "it holds pickled Python objects, which safe loading refuses"
-        if "Unsupported global" in str(error):
-            detail += f" ({first.split('Unsupported global:')[-1].strip()[:120]})"
-        raise CheckpointError(f"checkpoint {path}: refused: {detail}") from error
+        # torch words it "Unsupported global: GLOBAL os.system" or "unsupported GLOBAL posix.system";
+        # any other unpickling error means bytes that are no pickle at all (random, corrupt).
+        refused = _UNSAFE_GLOBAL.search(str(error))
+        if refused is None:
+            raise CheckpointError(
+                f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt file?)"
+            ) from error
+        raise CheckpointError(
+            f"checkpoint {path}: refused: it holds pickled Python objects ({refused.group(1)}), "
+            "which safe loading refuses"
+        ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise CheckpointError(
             f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt file?)"
@@ -179,7 +188,7 @@ def load_policy(
                 )
             check_allowed(checkpoint.policy_class_path, allowed, "policy_class_path")
             policy_cls = import_object(checkpoint.policy_class_path, allowed, "policy_class_path")
-        config = from_yaml(checkpoint.model_config, allowed_packages=allowed)
+        config = from_yaml(checkpoint.model_config, _config_hint(policy_cls), allowed_packages=allowed)
     except SerializationError as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from error
     if not isinstance(policy_cls, type):
@@ -192,3 +201,11 @@ def load_policy(
         raise CheckpointError(f"checkpoint {path}: weights do not fit {policy_cls.__name__}: {summary}") from error
     policy.eval()
     return policy
+
+
+def _config_hint(policy_cls: type) -> Any:
+    """The type of ``policy_cls(config=...)``, so a plain-mapping config (no class_path) is rebuilt."""
+    try:
+        return typing.get_type_hints(policy_cls.__init__).get("config", Any)
+    except Exception:  # unresolvable annotations: rebuild from the YAML's own class_path only
+        return Any

@@ -1,0 +1,276 @@
+"""The application's config schemas, and validation that reports every problem at once.
+
+The YAML tree in ``conf/`` is composed by Hydra as plain data; :func:`validate` then checks it
+against the dataclass schemas below (registered in Hydra's ConfigStore under ``schema/``, so a
+user's own config can extend them) and returns typed objects. Unknown keys, wrong types and
+missing values are all collected and reported in one line, before anything is built or written.
+
+The schemas use plain types only (str, int, float, bool, lists, dicts): a policy's own dataclass
+config is rebuilt from the composed plain values by :mod:`getiaction.export.serialization`.
+
+This module imports neither torch nor the pipeline: config-only commands stay fast.
+
+Example:
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"policy": {"_target_": "getiaction.policies.Dummy"},
+    ...                         "input_sample": {"name": "from_policy"},
+    ...                         "format": {"name": "onnx", "opset_version": "14"}})
+    >>> validate(cfg).format.opset_version
+    14
+    >>> validate(OmegaConf.create({**cfg, "format": {"name": "onnx", "opset": 14}}))
+    Traceback (most recent call last):
+    ...
+    getiaction.errors.ConfigError: format.opset: unknown key (did you mean 'opset_version'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from getiaction.errors import ConfigError
+
+
+# --------------------------------------------------------------------------------------------
+# schemas
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PolicySchema:
+    """``policy``: what to build. Keys other than these are keyword arguments of ``_target_``."""
+
+    _target_: str = MISSING
+    """Import path of the policy class or factory (``getiaction.policies.Dummy``)."""
+    seed: int = 0
+    """Fresh (untrained) weights are drawn from this seed."""
+    call_style: str = "dict"
+    """``dict``: ``forward(batch)``; ``kwargs``: ``forward(**batch)`` (plain modules)."""
+
+
+POLICY_RESERVED_KEYS = ("_target_", "seed", "call_style")
+
+
+@dataclass
+class TensorSpecSchema:
+    """One input of a ``random`` sample."""
+
+    shape: list[int] = MISSING
+    dtype: str = "float32"
+    low: float = -1.0
+    high: float = 1.0
+
+
+@dataclass
+class InputSampleSchema:
+    """``input_sample``: where the example inputs come from."""
+
+    name: str = "from_policy"
+    """``from_policy`` (the policy's sample_input), ``random`` (from ``inputs``) or ``file``."""
+    seed: int = 0
+    inputs: dict[str, TensorSpecSchema] = field(default_factory=dict)
+    """For ``random``: ``{name: {shape, dtype}}``."""
+    path: str | None = None
+    """For ``file``: an ``.npz`` or ``.pt`` (loaded with weights_only) of named arrays."""
+
+
+@dataclass
+class OnnxFormatSchema:
+    """``format=onnx``: export with torch.onnx, then check and verify with onnxruntime."""
+
+    name: str = "onnx"
+    opset_version: int = 18
+    exporter: str = "auto"
+    """``auto`` (dynamo for opset >= 18, torchscript below), ``dynamo`` or ``torchscript``."""
+    dynamic_batch: bool = True
+    output_names: list[str] | None = None
+    """Default: the policy's own (``["action"]``)."""
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    seed: int = 0
+    """Seed of the random verification inputs."""
+    num_random_inputs: int = 2
+    """Seeded random inputs checked besides the sample, at each batch size."""
+    verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 8])
+    """Batch sizes checked when the batch is dynamic (the sample's own is always checked)."""
+
+
+@dataclass
+class TorchFormatSchema:
+    """``format=torch``: a checkpoint with its config, verified by loading it back."""
+
+    name: str = "torch"
+    seed: int = 0
+    num_random_inputs: int = 2
+
+
+@dataclass
+class AppSchema:
+    """The top level of ``config.yaml``."""
+
+    policy: Any = MISSING
+    input_sample: Any = MISSING
+    format: Any = MISSING
+    checkpoint: str | None = None
+    """Export the policy saved in this to_torch checkpoint instead of building ``policy``."""
+    output_dir: str | None = None
+    """Where artifacts go; default: the Hydra job folder."""
+    overwrite: bool = False
+    """Replace artifacts that already exist in ``output_dir``."""
+    allowed_packages: list[str] = field(default_factory=lambda: ["getiaction"])
+    """Packages a checkpoint's class_path may name."""
+
+
+FORMAT_SCHEMAS: dict[str, type] = {"onnx": OnnxFormatSchema, "torch": TorchFormatSchema}
+GROUPS = ("policy", "input_sample", "format")
+INPUT_SAMPLE_KINDS = ("from_policy", "random", "file")
+
+
+@dataclass
+class ExportConfig:
+    """The validated config, as plain typed objects the pipeline takes."""
+
+    policy: dict[str, Any]
+    input_sample: InputSampleSchema
+    format: Any
+    checkpoint: str | None = None
+    output_dir: str | None = None
+    overwrite: bool = False
+    allowed_packages: list[str] = field(default_factory=lambda: ["getiaction"])
+    policy_name: str = "policy"
+    """The artifact file stem: the policy option's name (``dummy``)."""
+
+
+def register_schemas() -> None:
+    """Put the schemas into Hydra's ConfigStore under ``schema/`` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(group="schema", name="app", node=AppSchema)
+    store.store(group="schema/policy", name="policy", node=PolicySchema)
+    store.store(group="schema/input_sample", name="input_sample", node=InputSampleSchema)
+    for name, schema in FORMAT_SCHEMAS.items():
+        store.store(group="schema/format", name=name, node=schema)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+def suggest(word: str, options: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            count = f"{len(self.lines)} config errors: " if len(self.lines) > 1 else ""
+            raise ConfigError(count + "; ".join(self.lines))
+
+
+def _check_against(schema: type, node: Any, key: str, errors: _Errors, extra_ok: bool = False) -> Any:
+    """Merge ``node`` into ``schema`` key by key, recording every unknown key, bad type, missing value."""
+    typed = OmegaConf.structured(schema)
+    if not isinstance(node, DictConfig):
+        errors.add(f"{key}: expected a mapping, got {node!r}")
+        return OmegaConf.to_object(typed) if not OmegaConf.missing_keys(typed) else None
+    valid = [f.name for f in fields(schema)]
+    extra: dict[str, Any] = {}
+    for name in node:
+        name = str(name)
+        if name not in valid:
+            if extra_ok:
+                extra[name] = node[name]
+            else:
+                errors.add(f"{key}.{name}: unknown key{suggest(name, valid)}")
+            continue
+        if OmegaConf.is_missing(node, name):
+            continue
+        try:
+            typed[name] = node[name]
+        except OmegaConfBaseException as error:
+            wanted = schema.__dataclass_fields__[name].type
+            errors.add(f"{key}.{name}: {node._get_node(name)._value()!r} is not a valid {wanted} ({_short(error)})")
+    for name in OmegaConf.missing_keys(typed):
+        errors.add(f"{key}.{name}: missing value (set {key}.{name}=...)")
+    if OmegaConf.missing_keys(typed):
+        return None
+    result = OmegaConf.to_object(typed)
+    return (result, extra) if extra_ok else result
+
+
+def _short(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:120]
+
+
+def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
+    """Check a composed config against the schemas; raise one ConfigError listing every problem."""
+    errors = _Errors()
+    top_valid = [f.name for f in fields(AppSchema)]
+    for name in cfg:
+        if str(name) not in top_valid and str(name) != "hydra":
+            errors.add(f"{name}: unknown key{suggest(str(name), top_valid)}")
+    for group in GROUPS:
+        if group not in cfg or cfg[group] is None:
+            errors.add(f"{group}: missing (choose one with {group}=NAME)")
+    errors.raise_if_any()
+
+    top = {k: cfg[k] for k in top_valid if k in cfg and k not in GROUPS}
+    app = _check_against(AppSchema, OmegaConf.create({**top, **{g: {} for g in GROUPS}}), "config", errors)
+
+    policy = None
+    if not cfg.get("checkpoint"):
+        checked = _check_against(PolicySchema, cfg.policy, "policy", errors, extra_ok=True)
+        if checked is not None:
+            schema_part, kwargs = checked
+            policy = {**vars(schema_part), "kwargs": OmegaConf.to_container(OmegaConf.create(kwargs), resolve=True)}
+            if schema_part.call_style not in ("dict", "kwargs"):
+                errors.add(f"policy.call_style: {schema_part.call_style!r} is not valid; use 'dict' or 'kwargs'")
+    sample = _check_against(InputSampleSchema, cfg.input_sample, "input_sample", errors)
+    if sample is not None and sample.name not in INPUT_SAMPLE_KINDS:
+        errors.add(f"input_sample.name: {sample.name!r} is not valid{suggest(sample.name, list(INPUT_SAMPLE_KINDS))}")
+
+    format_name = cfg.format.get("name") if isinstance(cfg.format, DictConfig) else None
+    fmt = None
+    if format_name not in FORMAT_SCHEMAS:
+        errors.add(
+            f"format.name: {format_name!r} is not a known format{suggest(str(format_name), list(FORMAT_SCHEMAS))}; "
+            f"valid: {sorted(FORMAT_SCHEMAS)}"
+        )
+    else:
+        fmt = _check_against(FORMAT_SCHEMAS[format_name], cfg.format, "format", errors)
+        if fmt is not None:
+            _check_format_values(fmt, errors)
+    errors.raise_if_any()
+    assert app is not None and sample is not None and fmt is not None  # guaranteed: no errors recorded
+    return ExportConfig(
+        policy=policy or {},
+        input_sample=sample,
+        format=fmt,
+        checkpoint=app.checkpoint,
+        output_dir=app.output_dir,
+        overwrite=app.overwrite,
+        allowed_packages=list(app.allowed_packages),
+        policy_name=policy_name or "policy",
+    )
+
+
+def _check_format_values(fmt: Any, errors: _Errors) -> None:
+    if isinstance(fmt, OnnxFormatSchema):
+        if fmt.exporter not in ("auto", "dynamo", "torchscript"):
+            errors.add(f"format.exporter: {fmt.exporter!r} is not valid; use auto, dynamo or torchscript")
+        if fmt.atol < 0 or fmt.rtol < 0:
+            errors.add("format.atol/format.rtol: tolerances must be >= 0")
+        if any(b < 1 for b in fmt.verify_batch_sizes):
+            errors.add(f"format.verify_batch_sizes: {fmt.verify_batch_sizes} must be positive")
+    if getattr(fmt, "num_random_inputs", 0) < 0:
+        errors.add("format.num_random_inputs: must be >= 0")

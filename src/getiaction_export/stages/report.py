@@ -1,0 +1,53 @@
+"""Stage ``report``: ``result.json``, the one file a script reads to know what a job did.
+
+The schema is versioned (``schema_version``); later features add keys and never change these:
+``status`` ("ok"/"failed"), ``error`` (one line or null), ``error_kind``, ``exit_code``,
+``stage`` (the last stage reached), ``policy``, ``format``, ``artifacts`` (name -> path),
+``artifact_sizes``, ``opset`` (``requested``/``saved``), ``exporter``, ``parity``
+(``{output: {max_abs_diff, max_rel_diff, atol, rtol, passed, ...}}`` worst case over all inputs and
+batches; per-case figures under ``parity_cases``), ``timings`` (seconds per stage), ``versions``.
+
+Example:
+    >>> import tempfile, pathlib, json
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> path = write_result(folder, {"status": "ok"})
+    >>> json.loads(path.read_text())["schema_version"]
+    1
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from getiaction.export.atomic import atomic_write_text
+
+RESULT_FILE = "result.json"
+SCHEMA_VERSION = 1
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: write them as strings so any JSON reader can parse the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
+    """Write ``result.json`` atomically into ``out_dir``."""
+    data = {"schema_version": SCHEMA_VERSION, **result}
+    path = Path(out_dir) / RESULT_FILE
+    atomic_write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Read a ``result.json``."""
+    data: dict[str, Any] = json.loads(Path(path).read_text())
+    return data

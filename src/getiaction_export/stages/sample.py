@@ -1,0 +1,96 @@
+"""Stage ``sample``: the example inputs the export traces with and verification is shaped like.
+
+Example:
+    >>> from getiaction_export.config import InputSampleSchema, TensorSpecSchema
+    >>> spec = InputSampleSchema(name="random", inputs={"state": TensorSpecSchema(shape=[1, 8])})
+    >>> sample = make_input_sample(spec, module=None)
+    >>> tuple(sample["state"].shape), sample["state"].dtype
+    ((1, 8), torch.float32)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from getiaction.errors import ConfigError
+from getiaction_export.config import InputSampleSchema, TensorSpecSchema
+
+DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+
+
+def make_input_sample(spec: InputSampleSchema, module: Any) -> dict[str, torch.Tensor]:
+    """Build the sample the config asks for (``from_policy``, ``random`` or ``file``)."""
+    if spec.name == "from_policy":
+        sample = getattr(module, "sample_input", None)
+        if sample is None:
+            raise ConfigError(
+                f"input_sample=from_policy: {type(module).__name__} has no sample_input; use input_sample=random "
+                "with input_sample.inputs.<name>.shape=[...], or input_sample=file with input_sample.path=..."
+            )
+        return {key: value.detach().clone() for key, value in sample.items()}
+    if spec.name == "random":
+        return random_sample(spec.inputs, spec.seed)
+    return load_sample_file(spec.path)
+
+
+def random_tensor(shape: list[int], dtype: torch.dtype, generator: torch.Generator, low: float, high: float) -> torch.Tensor:
+    """A seeded tensor: uniform in [low, high) for floats, integers in [low, high] otherwise."""
+    if dtype.is_floating_point:
+        return (torch.rand(shape, generator=generator) * (high - low) + low).to(dtype)
+    if dtype is torch.bool:
+        return torch.rand(shape, generator=generator) < 0.5
+    return torch.randint(int(low), int(high) + 1, shape, generator=generator, dtype=dtype)
+
+
+def random_sample(inputs: dict[str, TensorSpecSchema], seed: int) -> dict[str, torch.Tensor]:
+    """Seeded random tensors from ``{name: {shape, dtype}}``."""
+    if not inputs:
+        raise ConfigError(
+            "input_sample.inputs: empty; give each input, e.g. input_sample.inputs.state.shape=[1,8]"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    sample = {}
+    for name, tensor_spec in inputs.items():
+        if tensor_spec.dtype not in DTYPES:
+            raise ConfigError(f"input_sample.inputs.{name}.dtype: {tensor_spec.dtype!r} is not one of {sorted(DTYPES)}")
+        if not tensor_spec.shape or any(n < 1 for n in tensor_spec.shape):
+            raise ConfigError(f"input_sample.inputs.{name}.shape: {tensor_spec.shape} must be positive sizes")
+        sample[name] = random_tensor(
+            list(tensor_spec.shape), DTYPES[tensor_spec.dtype], generator, tensor_spec.low, tensor_spec.high
+        )
+    return sample
+
+
+def load_sample_file(path: str | None) -> dict[str, torch.Tensor]:
+    """Named arrays from an ``.npz`` or a ``.pt`` dict of tensors (loaded with weights_only=True)."""
+    if not path:
+        raise ConfigError("input_sample.path: required for input_sample=file (an .npz or .pt file)")
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"input_sample.path: {path} does not exist")
+    try:
+        if file.suffix == ".npz":
+            with np.load(file, allow_pickle=False) as arrays:
+                return {name: torch.from_numpy(np.ascontiguousarray(arrays[name])) for name in arrays.files}
+        if file.suffix in (".pt", ".pth"):
+            data = torch.load(file, map_location="cpu", weights_only=True)
+            if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+                raise ConfigError(f"input_sample.path: {path} must hold a dict of name -> tensor")
+            return {str(k): v for k, v in data.items()}
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise ConfigError(f"input_sample.path: cannot read {path}: {type(error).__name__}") from error
+    raise ConfigError(f"input_sample.path: {path} must be an .npz or .pt file")

@@ -1,0 +1,145 @@
+"""The sweep summary: one row per job at the sweep root (``summary.md`` and ``summary.json``).
+
+It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
+(in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
+``SweepSummary`` is the Hydra callback that writes it when a multirun ends and sets the exit code.
+
+Example:
+    >>> rows = [{"job": "format.opset_version=14", "policy": "dummy", "format": "onnx",
+    ...          "opset": "14/14", "exporter": "torchscript", "max_abs_diff": 1e-7,
+    ...          "status": "ok", "export_s": 0.1, "size": "4.4 kB", "error": ""}]
+    >>> print(markdown_table(rows).splitlines()[2])
+    | format.opset_version=14 | dummy | onnx | 14/14 | torchscript | 1.0e-07 | ✅ ok | 0.10 | 4.4 kB |  |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from getiaction.export.atomic import atomic_write_text
+
+log = logging.getLogger("getiaction_export")
+
+RESULT_FILE = "result.json"
+COLUMNS = ["job", "policy", "format", "opset", "exporter", "max_abs_diff", "status", "export_s", "size", "error"]
+HEADERS = ["job", "policy", "format", "opset req/saved", "exporter", "max abs diff", "status", "export s", "size",
+           "error"]
+STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
+
+last_exit_code: int | None = None
+"""Set by :class:`SweepSummary` when a sweep ends: 0, or the first failed job's exit code."""
+
+
+def human_size(size: int) -> str:
+    """``4.4 kB`` style (decimal units)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _human_size(size: int | None) -> str:
+    return human_size(size) if size else ""
+
+
+def job_row(job_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], int, int]:
+    """The summary row of one job folder, its exit code, and its job number (for ordering)."""
+    name = str(job_dir.relative_to(sweep_dir))
+    result_path = job_dir / RESULT_FILE
+    if not result_path.is_file():
+        row = dict.fromkeys(COLUMNS, "")
+        row.update(job=name, status="crashed", error="no result.json: the job died before it finished")
+        return row, 1, _job_num(job_dir)
+    result = json.loads(result_path.read_text())
+    opset = result.get("opset") or {}
+    parity = result.get("parity") or {}
+    diffs = [o.get("max_abs_diff") for o in parity.values() if isinstance(o.get("max_abs_diff"), float | int)]
+    status = result.get("status", "failed")
+    if status != "ok":
+        status = "parity" if result.get("error_kind") == "parity" else "failed"
+    format_name = result.get("format", "")
+    row = {
+        "job": name,
+        "policy": (result.get("policy") or {}).get("name", ""),
+        "format": format_name,
+        "opset": f"{opset.get('requested', '')}/{opset.get('saved', '')}" if opset else "",
+        "exporter": result.get("exporter") or "",
+        "max_abs_diff": max(diffs) if diffs else None,
+        "status": status,
+        "export_s": (result.get("timings") or {}).get("export"),
+        "size": _human_size((result.get("artifact_sizes") or {}).get(format_name)),
+        "error": result.get("error") or "",
+    }
+    return row, int(result.get("exit_code") or 0), int((result.get("job") or {}).get("num", _job_num(job_dir)))
+
+
+def _job_num(job_dir: Path) -> int:
+    try:
+        text = (job_dir / ".hydra" / "hydra.yaml").read_text()
+    except OSError:
+        return 10**6
+    for line in text.splitlines():
+        if line.strip().startswith("num:"):
+            try:
+                return int(line.split(":", 1)[1])
+            except ValueError:
+                break
+    return 10**6
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "max_abs_diff" and isinstance(value, float | int):
+        return f"{value:.1e}"
+    if column == "export_s" and isinstance(value, float | int):
+        return f"{value:.2f}"
+    if column == "status":
+        return STATUS_MARK.get(str(value), str(value))
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as a Markdown table."""
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    lines += ["| " + " | ".join(_cell(c, row.get(c)) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    """Write ``summary.md``/``summary.json`` for every job under ``sweep_dir``; return rows and exit code."""
+    sweep_dir = Path(sweep_dir)
+    job_dirs = sorted({p.parent for p in sweep_dir.rglob(".hydra") if p.parent != sweep_dir})
+    collected = [job_row(job_dir, sweep_dir) for job_dir in job_dirs]
+    collected.sort(key=lambda item: (item[2], item[0]["job"]))
+    rows = [row for row, _, _ in collected]
+    failures = [code for row, code, _ in collected if row["status"] != "ok"]
+    exit_code = (failures[0] or 1) if failures else 0
+    ok = sum(1 for row in rows if row["status"] == "ok")
+    summary = {"sweep_dir": str(sweep_dir), "jobs": len(rows), "ok": ok, "failed": len(rows) - ok,
+               "exit_code": exit_code, "rows": rows}
+    atomic_write_text(sweep_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    title = f"# Export sweep: {ok}/{len(rows)} ok\n\n"
+    atomic_write_text(sweep_dir / "summary.md", title + markdown_table(rows) + "\n")
+    return rows, exit_code
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, write and print the summary and remember the exit code."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_exit_code
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        rows, last_exit_code = summarize(sweep_dir)
+        ok = sum(1 for row in rows if row["status"] == "ok")
+        print(f"\n{ok}/{len(rows)} jobs ok — {sweep_dir / 'summary.md'}\n{markdown_table(rows)}", flush=True)
