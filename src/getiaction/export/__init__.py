@@ -1,22 +1,39 @@
 """Export policies to PyTorch checkpoints and ONNX files that are checked, not trusted.
 
+Names are loaded on first use, so importing a light submodule (``getiaction.export.atomic``)
+does not import torch.
+
 Example:
     >>> from getiaction.export import Export, ExportFormat
     >>> [f.value for f in ExportFormat]
     ['torch', 'onnx']
 """
 
-from getiaction.export.mixin import Export, ExportFormat
-from getiaction.export.onnx import Exporter, OnnxExportResult, export_onnx
-from getiaction.export.torch import load_checkpoint, load_policy, save_checkpoint
+from __future__ import annotations
 
-__all__ = [
-    "Export",
-    "ExportFormat",
-    "Exporter",
-    "OnnxExportResult",
-    "export_onnx",
-    "load_checkpoint",
-    "load_policy",
-    "save_checkpoint",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from getiaction.export.mixin import Export, ExportFormat
+    from getiaction.export.onnx import Exporter, OnnxExportResult, export_onnx
+    from getiaction.export.torch import load_checkpoint, load_policy, save_checkpoint
+
+_LAZY = {
+    "Export": "getiaction.export.mixin",
+    "ExportFormat": "getiaction.export.mixin",
+    "Exporter": "getiaction.export.onnx",
+    "OnnxExportResult": "getiaction.export.onnx",
+    "export_onnx": "getiaction.export.onnx",
+    "load_checkpoint": "getiaction.export.torch",
+    "load_policy": "getiaction.export.torch",
+    "save_checkpoint": "getiaction.export.torch",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'getiaction.export' has no attribute {name!r}")
