@@ -1,0 +1,105 @@
+"""Config composition and validation, in-process (no torch needed on this path)."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from importlib.resources import files
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+from getiaction.errors import ConfigError
+from getiaction_export.cli import CONFIG_MODULE, policy_name, preflight
+from getiaction_export.config import GROUPS, OnnxFormatSchema, validate
+
+
+def options(group: str) -> list[str]:
+    folder = files(CONFIG_MODULE).joinpath(group)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def test_every_yaml_starts_with_its_launch_command_and_an_example_override() -> None:
+    root = files(CONFIG_MODULE)
+    paths = [root.joinpath("config.yaml")] + [root.joinpath(g, f"{o}.yaml") for g in GROUPS for o in options(g)]
+    for path in paths:
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("# python -m getiaction_export"), path
+        assert lines[1].startswith("# example override:"), path
+
+
+@pytest.mark.parametrize("combo", list(itertools.product(*(options(g) for g in GROUPS))), ids="-".join)
+def test_every_option_combination_composes_and_validates(combo: tuple[str, ...]) -> None:
+    overrides = [f"{group}={option}" for group, option in zip(GROUPS, combo, strict=True)]
+    if "random" in combo:  # a random sample needs its inputs spelled out
+        overrides.append("+input_sample.inputs.state.shape=[1,7]")
+    if "file" in combo:
+        overrides.append("input_sample.path=sample.npz")
+    if "module" in combo:
+        overrides.append("policy._target_=getiaction.policies.Dummy")
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    config = validate(cfg, policy_name(cfg))
+    assert config.format.name == combo[GROUPS.index("format")]
+    assert config.input_sample.name == combo[GROUPS.index("input_sample")]
+
+
+def test_validation_reports_every_error_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        preflight(["format.opset_version=abc", "format.atol=x", "input_sample.seed=1.5"], [])
+    message = str(caught.value)
+    assert message.startswith("3 config errors:")
+    assert "format.opset_version" in message and "format.atol" in message and "input_sample.seed" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("policy=dumy", "policy=dumy: no such policy (did you mean 'dummy'?)"),
+        ("format=onx", "format=onx: no such format (did you mean 'onnx'?)"),
+        ("input_sample=random_", "did you mean 'random'?"),
+        ("format.opset=14", "format.opset: unknown key (did you mean 'opset_version'?)"),
+        ("format.opset_version=abc", "format.opset_version: 'abc' is not a valid int"),
+        ("format.dynamic_batch=maybe", "format.dynamic_batch: 'maybe' is not a valid bool"),
+        ("format.exporter=fast", "format.exporter: 'fast' is not valid; use auto, dynamo or torchscript"),
+        ("policy._target_=???", "policy._target_: missing value"),
+        ("checkpoint=/no/such/file.pt", "checkpoint: /no/such/file.pt does not exist"),
+        ("format.opset_version=[14", "bad override"),
+    ],
+)
+def test_bad_config_gives_one_line_naming_the_key(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        preflight([override], [])
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_sweep_values_are_all_checked_before_anything_runs() -> None:
+    with pytest.raises(ConfigError, match="format.opset_version: 'x' is not a valid int"):
+        preflight(["format.opset_version=14,x"], ["-m"])
+    with pytest.raises(ConfigError, match="policy=nope: no such policy"):
+        preflight(["policy=dummy,nope"], ["-m"])
+
+
+def test_config_only_commands_do_not_import_torch() -> None:
+    code = (
+        "import sys; sys.argv = ['getiaction-export', '--cfg', 'job']\n"
+        "from getiaction_export.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('NO-TORCH-OK')\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "NO-TORCH-OK" in completed.stdout, completed.stderr
+    assert "opset_version: 18" in completed.stdout
+
+
+def test_onnx_schema_defaults_match_the_shipped_yaml() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name="config")
+    assert validate(cfg, "dummy").format == OnnxFormatSchema()
