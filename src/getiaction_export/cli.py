@@ -76,7 +76,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    job = {"num": OmegaConf.select(hydra_cfg, "job.num", default=0), "override_dirname": hydra_cfg.job.override_dirname,
+    job = {"num": OmegaConf.select(OmegaConf.structured(hydra_cfg.job), "num", default=0), "override_dirname": hydra_cfg.job.override_dirname,
            "overrides": list(hydra_cfg.overrides.task)}
     try:
         config = validate(cfg, policy_name=policy_name(cfg))
@@ -172,7 +172,7 @@ def preflight(overrides: list[str], flags: list[str]) -> None:
     from_result_dir = _flag_value(flags, "--config-path", "-cp") is not None
 
     # Each job's override list: sweeps expanded one value at a time (not the full product).
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed]
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.input_line)] for o in parsed]
     for override, choices in zip(parsed, values, strict=True):
         key = override.get_key_element()
         if override.is_sweep_override():
@@ -183,10 +183,11 @@ def preflight(overrides: list[str], flags: list[str]) -> None:
             for choice in choices:
                 option = choice.split("=", 1)[1]
                 if option not in valid:
-                    raise ConfigError(f"{key}={option}: no such {key}{suggest(option, valid)}; valid: {', '.join(valid)}")
+                    valid_text = ", ".join(valid)
+                    raise ConfigError(f"{key}={option}: no such {key}{suggest(option, valid)}; valid: {valid_text}")
     firsts = [choices[0] for choices in values]
     variants = [firsts] + [
-        firsts[:i] + [value] + firsts[i + 1 :] for i, choices in enumerate(values) for value in choices[1:]
+        [*firsts[:i], value, *firsts[i + 1 :]] for i, choices in enumerate(values) for value in choices[1:]
     ]
     with context:
         for variant in variants:

@@ -198,8 +198,9 @@ def _check_against(schema: type, node: Any, key: str, errors: _Errors, extra_ok:
         try:
             typed[name] = node[name]
         except OmegaConfBaseException as error:
-            wanted = schema.__dataclass_fields__[name].type
-            errors.add(f"{key}.{name}: {node._get_node(name)._value()!r} is not a valid {wanted} ({_short(error)})")
+            wanted = {f.name: f.type for f in fields(schema)}[name]
+            raw = OmegaConf.to_container(node, resolve=False).get(name)  # type: ignore[union-attr]
+            errors.add(f"{key}.{name}: {raw!r} is not a valid {wanted} ({_short(error)})")
     for name in OmegaConf.missing_keys(typed):
         errors.add(f"{key}.{name}: missing value (set {key}.{name}=...)")
     if OmegaConf.missing_keys(typed):
@@ -218,7 +219,7 @@ def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
     top_valid = [f.name for f in fields(AppSchema)]
     for name in cfg:
         if str(name) not in top_valid and str(name) != "hydra":
-            errors.add(f"{name}: unknown key{suggest(str(name), top_valid)}")
+            errors.add(f"{name!s}: unknown key{suggest(str(name), top_valid)}")
     for group in GROUPS:
         if group not in cfg or cfg[group] is None:
             errors.add(f"{group}: missing (choose one with {group}=NAME)")

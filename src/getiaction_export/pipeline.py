@@ -47,7 +47,6 @@ from getiaction_export.stages.check import check_onnx
 from getiaction_export.stages.export import export_onnx_artifact, export_torch_artifact
 from getiaction_export.stages.report import write_result
 from getiaction_export.stages.sample import make_input_sample
-from getiaction_export.summary import human_size
 from getiaction_export.stages.verify import (
     ParityReport,
     check_parity,
@@ -55,6 +54,7 @@ from getiaction_export.stages.verify import (
     torch_runner,
     verification_inputs,
 )
+from getiaction_export.summary import human_size
 
 log = logging.getLogger("getiaction_export")
 
@@ -262,7 +262,8 @@ class ExportPipeline:
         if isinstance(built.module, Export):
             # The class we just built is trusted for the load-back, whatever the allow-list says.
             allowed = [*self.config.allowed_packages, built.class_path.split(".")[0]]
-            return load_policy(self.staging_path, allowed_packages=allowed)  # type: ignore[no-any-return]
+            reloaded: torch.nn.Module = load_policy(self.staging_path, allowed_packages=allowed)
+            return reloaded
         fresh = copy.deepcopy(built.module)  # a plain module: its weights are what the checkpoint holds
         fresh.load_state_dict(load_checkpoint(self.staging_path).state_dict, strict=True)
         return fresh.eval()

@@ -66,7 +66,7 @@ def job_row(job_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], int, int]:
     if status != "ok":
         status = "parity" if result.get("error_kind") == "parity" else "failed"
     format_name = result.get("format", "")
-    row = {
+    row: dict[str, Any] = {
         "job": name,
         "policy": (result.get("policy") or {}).get("name", ""),
         "format": format_name,

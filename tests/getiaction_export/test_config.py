@@ -79,7 +79,7 @@ def test_bad_config_gives_one_line_naming_the_key(override: str, fragment: str) 
 
 
 def test_sweep_values_are_all_checked_before_anything_runs() -> None:
-    with pytest.raises(ConfigError, match="format.opset_version: 'x' is not a valid int"):
+    with pytest.raises(ConfigError, match=r"format\.opset_version: 'x' is not a valid int"):
         preflight(["format.opset_version=14,x"], ["-m"])
     with pytest.raises(ConfigError, match="policy=nope: no such policy"):
         preflight(["policy=dummy,nope"], ["-m"])

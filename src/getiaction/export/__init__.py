@@ -15,9 +15,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from getiaction.export.mixin import Export, ExportFormat
-    from getiaction.export.onnx import Exporter, OnnxExportResult, export_onnx
-    from getiaction.export.torch import load_checkpoint, load_policy, save_checkpoint
+    from getiaction.export.mixin import Export as Export
+    from getiaction.export.mixin import ExportFormat as ExportFormat
+    from getiaction.export.onnx import Exporter as Exporter
+    from getiaction.export.onnx import OnnxExportResult as OnnxExportResult
+    from getiaction.export.onnx import export_onnx as export_onnx
+    from getiaction.export.torch import load_checkpoint as load_checkpoint
+    from getiaction.export.torch import load_policy as load_policy
+    from getiaction.export.torch import save_checkpoint as save_checkpoint
 
 _LAZY = {
     "Export": "getiaction.export.mixin",

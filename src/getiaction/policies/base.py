@@ -51,5 +51,5 @@ class Policy(nn.Module):
         """Rebuild this policy class from a checkpoint written by ``to_torch`` (or an older release)."""
         from getiaction.export.torch import load_policy
 
-        policy = load_policy(path, cls, allowed_packages=allowed_packages)
-        return policy  # type: ignore[no-any-return]
+        policy: Self = load_policy(path, cls, allowed_packages=allowed_packages)
+        return policy

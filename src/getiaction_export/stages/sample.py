@@ -45,7 +45,9 @@ def make_input_sample(spec: InputSampleSchema, module: Any) -> dict[str, torch.T
     return load_sample_file(spec.path)
 
 
-def random_tensor(shape: list[int], dtype: torch.dtype, generator: torch.Generator, low: float, high: float) -> torch.Tensor:
+def random_tensor(
+    shape: list[int], dtype: torch.dtype, generator: torch.Generator, low: float, high: float
+) -> torch.Tensor:
     """A seeded tensor: uniform in [low, high) for floats, integers in [low, high] otherwise."""
     if dtype.is_floating_point:
         return (torch.rand(shape, generator=generator) * (high - low) + low).to(dtype)
