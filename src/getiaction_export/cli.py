@@ -24,6 +24,7 @@ import hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from getiaction.errors import ConfigError
 from getiaction_export import summary
@@ -76,7 +77,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    job = {"num": OmegaConf.select(OmegaConf.structured(hydra_cfg.job), "num", default=0), "override_dirname": hydra_cfg.job.override_dirname,
+    job = {"num": _job_num(hydra_cfg), "override_dirname": hydra_cfg.job.override_dirname,
            "overrides": list(hydra_cfg.overrides.task)}
     try:
         config = validate(cfg, policy_name=policy_name(cfg))
@@ -92,6 +93,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     result = pipeline.run()
     _job_exit_codes.append(int(result["exit_code"]))
     return {"status": result["status"], "exit_code": result["exit_code"], "output_dir": str(out_dir)}
+
+
+def _job_num(hydra_cfg: Any) -> int:
+    try:
+        return int(hydra_cfg.job.num)
+    except MissingMandatoryValue:  # single runs have no job number
+        return 0
 
 
 def policy_name(cfg: DictConfig) -> str:

@@ -55,9 +55,9 @@ def job_row(job_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], int, int]:
     name = str(job_dir.relative_to(sweep_dir))
     result_path = job_dir / RESULT_FILE
     if not result_path.is_file():
-        row = dict.fromkeys(COLUMNS, "")
-        row.update(job=name, status="crashed", error="no result.json: the job died before it finished")
-        return row, 1, _job_num(job_dir)
+        crashed: dict[str, Any] = dict.fromkeys(COLUMNS, "")
+        crashed.update(job=name, status="crashed", error="no result.json: the job died before it finished")
+        return crashed, 1, _job_num(job_dir)
     result = json.loads(result_path.read_text())
     opset = result.get("opset") or {}
     parity = result.get("parity") or {}
