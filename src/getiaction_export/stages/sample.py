@@ -64,7 +64,13 @@ def random_sample(inputs: dict[str, TensorSpecSchema], seed: int) -> dict[str, t
         )
     generator = torch.Generator().manual_seed(seed)
     sample = {}
-    for name, tensor_spec in inputs.items():
+    for name, given in inputs.items():
+        # OmegaConf may hand back a nested spec as a plain mapping; check its keys the same way.
+        try:
+            tensor_spec = given if isinstance(given, TensorSpecSchema) else TensorSpecSchema(**dict(given))
+        except TypeError as error:
+            valid = ["shape", "dtype", "low", "high"]
+            raise ConfigError(f"input_sample.inputs.{name}: {error}; valid keys: {valid}") from None
         if tensor_spec.dtype not in DTYPES:
             raise ConfigError(f"input_sample.inputs.{name}.dtype: {tensor_spec.dtype!r} is not one of {sorted(DTYPES)}")
         if not tensor_spec.shape or any(n < 1 for n in tensor_spec.shape):
