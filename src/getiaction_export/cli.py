@@ -68,31 +68,41 @@ def _hydra_entry(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """One Hydra job: validate, run the pipeline, record the exit code; returns plain data."""
-    import logging
-
-    from getiaction_export.pipeline import EXIT_CONFIG as CONFIG_CODE
-    from getiaction_export.pipeline import ExportPipeline, one_line
-    from getiaction_export.stages.report import write_result
-
+    """One Hydra job: run the config into the job folder, record the exit code; returns plain data."""
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     job = {"num": _job_num(hydra_cfg), "override_dirname": hydra_cfg.job.override_dirname,
            "overrides": list(hydra_cfg.overrides.task)}
+    result = run_config(cfg, out_dir, job)
+    _job_exit_codes.append(int(result["exit_code"]))
+    return {"status": result["status"], "exit_code": result["exit_code"], "output_dir": str(out_dir)}
+
+
+def run_config(cfg: DictConfig, out_dir: Path, job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate a composed config and run the pipeline into ``out_dir``; return the result dict."""
+    import logging
+
+    from getiaction_export.pipeline import EXIT_CONFIG as CONFIG_CODE
+    from getiaction_export.pipeline import ExportPipeline, one_line
+    from getiaction_export.stages.build import sha256_of
+    from getiaction_export.stages.report import provenance, write_result
+
     try:
         config = validate(cfg, policy_name=policy_name(cfg))
     except ConfigError as error:  # normally caught by the pre-flight; kept for launchers that bypass it
         logging.getLogger("getiaction_export").error("[config] ✗ %s", one_line(error))
-        write_result(out_dir, {"status": "failed", "error": one_line(error), "error_kind": "config",
-                               "exit_code": CONFIG_CODE, "stage": "config", "job": job})
-        _job_exit_codes.append(CONFIG_CODE)
-        return {"status": "failed", "exit_code": CONFIG_CODE}
-    pipeline = ExportPipeline(config, out_dir)
+        failed = {"status": "failed", "error": one_line(error), "error_kind": "config",
+                  "exit_code": CONFIG_CODE, "stage": "config", "job": job}
+        write_result(out_dir, failed)
+        return failed
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    checkpoint = config.checkpoint
+    checkpoint_sha = sha256_of(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
+    identity = provenance({str(k): v for k, v in resolved.items()}, checkpoint_sha)
+    pipeline = ExportPipeline(config, out_dir, provenance=identity)
     pipeline.result["job"] = job
-    pipeline.result["config"] = OmegaConf.to_container(cfg, resolve=True)
-    result = pipeline.run()
-    _job_exit_codes.append(int(result["exit_code"]))
-    return {"status": result["status"], "exit_code": result["exit_code"], "output_dir": str(out_dir)}
+    return pipeline.run()
 
 
 def _job_num(hydra_cfg: Any) -> int:

@@ -92,9 +92,16 @@ class ExportPipeline:
     """One export job; see the module docstring."""
 
     def __init__(
-        self, config: ExportConfig, out_dir: Path, echo: Callable[[str], None] | None = None
+        self,
+        config: ExportConfig,
+        out_dir: Path,
+        echo: Callable[[str], None] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
+        """``provenance``: the resolved config (no output paths), its hash and seeds, recorded in
+        ``result.json`` and inside the model file."""
         self.config = config
+        self.provenance = dict(provenance or {})
         self.out_dir = Path(config.output_dir) if config.output_dir else Path(out_dir)
         self.echo = echo or log.info
         fmt = config.format
@@ -117,6 +124,7 @@ class ExportPipeline:
             "parity": {},
             "timings": {},
             "versions": package_versions(),
+            "provenance": self.provenance,
         }
 
     # ----------------------------------------------------------------------------------------
@@ -197,6 +205,20 @@ class ExportPipeline:
         self.result["artifact_sha256"] = {self.format_name: sha256_of(self.final_path)}
         self.result["stage"] = "report"
 
+    def _model_metadata(self, built: BuiltPolicy) -> dict[str, str]:
+        """Provenance stored inside the model: nothing time-, host- or path-dependent."""
+        import json
+
+        metadata = {"getiaction.versions": json.dumps(self.result["versions"], sort_keys=True)}
+        if "config" in self.provenance:
+            metadata["getiaction.app_config"] = json.dumps(self.provenance["config"], sort_keys=True)
+            metadata["getiaction.config_sha256"] = str(self.provenance.get("config_sha256", ""))
+        if built.seed is not None:
+            metadata["getiaction.seed"] = str(built.seed)
+        if built.checkpoint_sha256:
+            metadata["getiaction.checkpoint_sha256"] = built.checkpoint_sha256
+        return metadata
+
     def _check_finite(self, built: BuiltPolicy, sample: dict[str, torch.Tensor]) -> None:
         """Refuse a policy whose own outputs are NaN/Inf: no export of it could be verified."""
         try:
@@ -213,7 +235,9 @@ class ExportPipeline:
     def _onnx(self, built: BuiltPolicy, sample: dict[str, torch.Tensor], fmt: OnnxFormatSchema) -> None:
         call_style = self.config.policy.get("call_style", "dict")
         with self._stage("export"):
-            exported = export_onnx_artifact(built.module, sample, fmt, self.staging_path, call_style)
+            exported = export_onnx_artifact(
+                built.module, sample, fmt, self.staging_path, call_style, self._model_metadata(built)
+            )
             self.result["exporter"] = exported.exporter
             self.result["onnx"] = {"inputs": [vars(s) for s in exported.inputs],
                                    "outputs": [vars(s) for s in exported.outputs],

@@ -9,7 +9,7 @@ Example:
     ...          "opset": "14/14", "exporter": "torchscript", "max_abs_diff": 1e-7,
     ...          "status": "ok", "export_s": 0.1, "size": "4.4 kB", "error": ""}]
     >>> print(markdown_table(rows).splitlines()[2])
-    | format.opset_version=14 | dummy | onnx | 14/14 | torchscript | 1.0e-07 | ✅ ok | 0.10 | 4.4 kB |  |
+    | format.opset_version=14 | dummy | onnx | 14/14 | torchscript | 1.0e-07 | ✅ ok | 0.10 | 4.4 kB |  |  |
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from getiaction.export.atomic import atomic_write_text
 log = logging.getLogger("getiaction_export")
 
 RESULT_FILE = "result.json"
-COLUMNS = ["job", "policy", "format", "opset", "exporter", "max_abs_diff", "status", "export_s", "size", "error"]
-HEADERS = ["job", "policy", "format", "opset req/saved", "exporter", "max abs diff", "status", "export s", "size",
+COLUMNS = ["job", "policy", "format", "opset", "exporter", "max_abs_diff", "status", "export_s", "size", "sha256",
            "error"]
+HEADERS = ["job", "policy", "format", "opset req/saved", "exporter", "max abs diff", "status", "export s", "size",
+           "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
 
 last_exit_code: int | None = None
@@ -76,6 +77,7 @@ def job_row(job_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], int, int]:
         "status": status,
         "export_s": (result.get("timings") or {}).get("export"),
         "size": _human_size((result.get("artifact_sizes") or {}).get(format_name)),
+        "sha256": str((result.get("artifact_sha256") or {}).get(format_name, ""))[:12],
         "error": result.get("error") or "",
     }
     return row, int(result.get("exit_code") or 0), int((result.get("job") or {}).get("num", _job_num(job_dir)))

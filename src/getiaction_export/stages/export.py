@@ -19,13 +19,22 @@ from getiaction_export.config import OnnxFormatSchema
 
 
 def export_onnx_artifact(
-    module: nn.Module, sample: dict[str, torch.Tensor], fmt: OnnxFormatSchema, path: Path, call_style: str
+    module: nn.Module,
+    sample: dict[str, torch.Tensor],
+    fmt: OnnxFormatSchema,
+    path: Path,
+    call_style: str,
+    metadata: dict[str, str] | None = None,
 ) -> OnnxExportResult:
-    """Export ``module`` with the format's options; policies go through their ``to_onnx`` defaults."""
+    """Export ``module`` with the format's options; policies go through their ``to_onnx`` defaults.
+
+    ``metadata`` (provenance: resolved config, its hash, seeds) is stored in ``metadata_props``.
+    """
     options: dict[str, Any] = {
         "opset_version": fmt.opset_version,
         "exporter": fmt.exporter,
         "dynamic_batch": fmt.dynamic_batch,
+        "metadata": dict(metadata or {}),
     }
     if fmt.output_names is not None:
         options["output_names"] = list(fmt.output_names)

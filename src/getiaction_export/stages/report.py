@@ -51,3 +51,28 @@ def read_result(path: Path) -> dict[str, Any]:
     """Read a ``result.json``."""
     data: dict[str, Any] = json.loads(Path(path).read_text())
     return data
+
+
+OUTPUT_KEYS = ("output_dir", "overwrite")
+"""Config keys that say where artifacts go, not what they are: left out of the config hash."""
+
+
+def provenance(config: dict[str, Any], checkpoint_sha256: str | None = None) -> dict[str, Any]:
+    """The reproducible identity of a job: its resolved config without output paths, and its hash.
+
+    A checkpoint is identified by its sha256 rather than its path, so the same checkpoint copied
+    elsewhere gives the same hash.
+
+    Example:
+        >>> a = provenance({"policy": {"seed": 0}, "output_dir": "/tmp/a"})
+        >>> b = provenance({"policy": {"seed": 0}, "output_dir": "/tmp/b"})
+        >>> a["config_sha256"] == b["config_sha256"], len(a["config_sha256"])
+        (True, 64)
+    """
+    import hashlib
+
+    clean = {k: v for k, v in config.items() if k not in OUTPUT_KEYS and k != "hydra"}
+    if clean.get("checkpoint"):
+        clean["checkpoint"] = {"sha256": checkpoint_sha256}
+    digest = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
+    return {"config": clean, "config_sha256": digest}
