@@ -291,7 +291,7 @@ class _TrackingDict(dict[str, torch.Tensor]):
         self.read.add(key)
         return super().__getitem__(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self.read.add(key)
         return super().get(key, default)
 
@@ -431,7 +431,9 @@ def _dynamic_axes(
     if dynamic_batch:
         for name in names:
             if ranks[name] == 0:
-                raise ConfigError(f"dynamic_batch: {name!r} is a scalar and has no batch axis; pass dynamic_batch=False")
+                raise ConfigError(
+                    f"dynamic_batch: {name!r} is a scalar and has no batch axis; pass dynamic_batch=False"
+                )
             axes[name] = {0: BATCH_AXIS_NAME}
     for key, given, strict in (("default dynamic_axes", defaults, False), ("dynamic_axes", explicit, True)):
         for name, name_axes in (given or {}).items():
@@ -501,17 +503,13 @@ _CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir", "torch.export", "torch
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence torch.onnx's deprecation, tracer and logger chatter; errors still propagate.
-
-    stdout is captured too: the TorchScript exporter prints the whole IR graph with plain print
-    when an operator is unsupported, and our error already says what matters.
-    """
+    """Silence torch.onnx's deprecation, tracer and logger chatter; errors still propagate."""
     loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -539,7 +537,9 @@ def _run_exporter(
         try:
             return _torchscript_export(adapter, sample, input_names, output_names, axes, opset, torch_kwargs)
         except torch.onnx.errors.UnsupportedOperatorError as error:
-            raise _opset_refusal(error, adapter, sample, input_names, output_names, axes, opset, torch_kwargs) from error
+            raise _opset_refusal(
+                error, adapter, sample, input_names, output_names, axes, opset, torch_kwargs
+            ) from error
     return _dynamo_export(adapter, sample, input_names, output_names, axes, opset, torch_kwargs)
 
 
@@ -558,7 +558,7 @@ def _torchscript_export(
             torch.onnx.export(
                 adapter,
                 (sample, {}),  # the trailing {} keeps the dict positional instead of kwargs
-                buffer,
+                buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
                 input_names=input_names,
                 output_names=output_names,
                 opset_version=opset,

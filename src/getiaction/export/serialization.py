@@ -164,7 +164,11 @@ class _Rebuilder:
         self.allowed_packages = allowed_packages
 
     def rebuild(self, data: Any, hint: Any, default: Any, path: str) -> Any:
-        if isinstance(data, Mapping) and CLASS_PATH in data:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        # Where the hint is a dict, "class_path" is one of the user's keys, not a dataclass marker.
+        dict_hint = origin in (dict, Mapping) or hint is dict
+        if isinstance(data, Mapping) and CLASS_PATH in data and not dict_hint:
             cls = import_object(data[CLASS_PATH], self.allowed_packages, f"{path}.class_path")
             if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
                 raise SerializationError(f"{path}.class_path: {data[CLASS_PATH]!r} is not a dataclass")
@@ -172,8 +176,6 @@ class _Rebuilder:
         if hint is Any or hint is None or isinstance(hint, typing.TypeVar):
             return self._untyped(data, default, path)
 
-        origin = typing.get_origin(hint)
-        args = typing.get_args(hint)
         if origin is typing.Union or origin is types.UnionType:
             return self._union(data, args, default, path)
         if origin is typing.Literal:
@@ -277,7 +279,8 @@ class _Rebuilder:
             item_hints = list(args)
         else:
             item_hints = [args[0] if args else Any] * len(data)
-        items = [self.rebuild(item, h, None, f"{path}[{i}]") for i, (item, h) in enumerate(zip(data, item_hints))]
+        pairs = enumerate(zip(data, item_hints, strict=True))
+        items = [self.rebuild(item, h, None, f"{path}[{i}]") for i, (item, h) in pairs]
         return container(items) if container in (tuple, set, frozenset) else items
 
 

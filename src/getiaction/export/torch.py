@@ -26,7 +26,6 @@ import os
 import pickle
 import re
 import typing
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +126,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"checkpoint {path}: refused: it holds pickled Python objects ({refused.group(1)}), "
             "which safe loading refuses"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+    except Exception as error:  # the unpickler meets garbage with IndexError, KeyError, struct.error...
         raise CheckpointError(
             f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt file?)"
         ) from error
@@ -193,7 +192,13 @@ def load_policy(
         raise CheckpointError(f"checkpoint {path}: {error}") from error
     if not isinstance(policy_cls, type):
         raise CheckpointError(f"checkpoint {path}: policy_class_path does not name a class")
-    policy = policy_cls(config=config) if config not in (None, {}) else policy_cls()
+    try:
+        policy = policy_cls(config=config) if config not in (None, {}) else policy_cls()
+    except (TypeError, ValueError, AttributeError) as error:  # e.g. another policy's config
+        holds = f" (the checkpoint holds a {checkpoint.policy_class_path})" if checkpoint.policy_class_path else ""
+        raise CheckpointError(
+            f"checkpoint {path}: cannot build {policy_cls.__name__} from its config{holds}: {error}"
+        ) from error
     try:
         policy.load_state_dict(checkpoint.state_dict, strict=True)
     except RuntimeError as error:
@@ -203,7 +208,7 @@ def load_policy(
     return policy
 
 
-def _config_hint(policy_cls: type) -> Any:
+def _config_hint(policy_cls: Any) -> Any:
     """The type of ``policy_cls(config=...)``, so a plain-mapping config (no class_path) is rebuilt."""
     try:
         return typing.get_type_hints(policy_cls.__init__).get("config", Any)
