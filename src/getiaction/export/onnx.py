@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -498,6 +499,30 @@ def _inferred_output_dims(proto: onnx.ModelProto) -> dict[str, dict[int, int]]:
 # --------------------------------------------------------------------------------------------
 # running the exporters
 # --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _stdout_fd_silenced() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null for the block.
+
+    On an unsupported operator the TorchScript exporter prints its whole IR graph from C++,
+    below Python's sys.stdout; our error already says what matters.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 _CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir", "torch.export", "torch._dynamo")
 
 
@@ -553,7 +578,7 @@ def _torchscript_export(
     torch_kwargs: dict[str, Any],
 ) -> onnx.ModelProto:
     buffer = io.BytesIO()
-    with _quiet(), torch.no_grad():
+    with _quiet(), _stdout_fd_silenced(), torch.no_grad():
         try:
             torch.onnx.export(
                 adapter,
