@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,21 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, GetiActionError):
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+LONG_STAGES = ("build", "export", "verify", "latency")
+
+
+@contextmanager
+def _progress(stage: str) -> Iterator[None]:
+    """A live spinner for long stages on a terminal (rich); nothing extra in logs and CI."""
+    if stage not in LONG_STAGES or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"[{stage}] running…", spinner="dots"):
+        yield
 
 
 class ExportPipeline:
@@ -160,7 +176,8 @@ class ExportPipeline:
     def _stage(self, name: str) -> Iterator[None]:
         self.result["stage"] = name
         started = time.perf_counter()
-        yield
+        with _progress(name):
+            yield
         self.result["timings"][name] = round(time.perf_counter() - started, 4)
 
     def _done(self, name: str, message: str) -> None:
