@@ -137,9 +137,16 @@ class ACTConfig:
         self.encoder_channels = tuple(self.encoder_channels)
         self.activation = Activation(self.activation)
         check_positive(
-            self, "state_dim", "action_dim", "chunk_size", "dim_model", "n_heads", "n_encoder_layers",
-            "n_decoder_layers", "dim_feedforward",
-        )  # fmt: skip
+            self,
+            "state_dim",
+            "action_dim",
+            "chunk_size",
+            "dim_model",
+            "n_heads",
+            "n_encoder_layers",
+            "n_decoder_layers",
+            "dim_feedforward",
+        )
         check_vision(self.cameras, self.image_shape, self.encoder_channels)
         if self.dim_model % self.n_heads:
             raise ValueError(f"n_heads: {self.n_heads} must divide dim_model={self.dim_model}")

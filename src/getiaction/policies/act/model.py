@@ -25,8 +25,10 @@ from torch import nn
 
 from getiaction.policies.act.config import ACTConfig, Activation, FloatArray
 
-EXPORT_ARGS: dict[str, Any] = {"onnx": {"output_names": ["action"], "dynamic_axes": {"action": {0: "batch"}}}}
-"""Export defaults of both real policies: the output is ``action`` and its batch axis is dynamic."""
+
+def export_args() -> dict[str, Any]:
+    """Export defaults of both real policies: the output is ``action`` and its batch axis is dynamic."""
+    return {"onnx": {"output_names": ["action"], "dynamic_axes": {"action": {0: "batch"}}}}
 
 
 def image_key(camera: str) -> str:
@@ -34,8 +36,28 @@ def image_key(camera: str) -> str:
     return f"images.{camera}"
 
 
+def sample_observation(
+    state_dim: int, cameras: tuple[str, ...], image_shape: tuple[int, ...], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """A batch-1 observation: ``state`` from a normal distribution, then each camera's image in [0, 1]."""
+    sample = {"state": torch.randn(1, state_dim, generator=generator)}
+    for camera in cameras:
+        sample[image_key(camera)] = torch.rand(1, *image_shape, generator=generator)
+    return sample
+
+
 def make_activation(activation: Activation) -> nn.Module:
+    """A fresh module for ``activation``."""
     return nn.GELU() if activation is Activation.GELU else nn.ReLU()
+
+
+def expand_batch(tensor: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (1, T, D) repeated along the batch axis of ``state`` (B, S), which may be dynamic.
+
+    A broadcasting add of zeros rather than ``tensor.expand(B, -1, -1)``: the TorchScript exporter
+    writes that Expand with every axis symbolic, so the file would not say the output is (B, T, D).
+    """
+    return tensor + torch.zeros_like(state[:, :1, None])
 
 
 class Standardize(nn.Module):
@@ -179,16 +201,15 @@ class ACTModel(nn.Module):
     @property
     def sample_input(self) -> dict[str, torch.Tensor]:
         """One seeded observation (state, then images in [0, 1]); the same every call."""
-        generator = torch.Generator().manual_seed(0)
-        sample = {"state": torch.randn(1, self.config.state_dim, generator=generator)}
-        for camera in self.config.cameras:
-            sample[image_key(camera)] = torch.rand(1, *self.config.image_shape, generator=generator)
-        return sample
+        config = self.config
+        return sample_observation(
+            config.state_dim, config.cameras, config.image_shape, torch.Generator().manual_seed(0)
+        )
 
     @property
     def extra_export_args(self) -> dict[str, Any]:
         """Export defaults: the output is called ``action`` and its batch axis is dynamic."""
-        return EXPORT_ARGS
+        return export_args()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         state = self.normalize_state(batch["state"])
@@ -199,7 +220,7 @@ class ACTModel(nn.Module):
         memory = torch.cat(tokens, dim=1) + self.token_positions
         for encoder_layer in self.encoder:
             memory = encoder_layer(memory)
-        queries = self.action_queries.expand(state.shape[0], -1, -1)
+        queries = expand_batch(self.action_queries, state)
         for decoder_layer in self.decoder:
             queries = decoder_layer(queries, memory)
         return self.unnormalize_action.inverse(self.action_head(queries))

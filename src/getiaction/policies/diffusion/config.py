@@ -66,9 +66,16 @@ class DiffusionConfig:
         self.encoder_channels = tuple(self.encoder_channels)
         self.noise_schedule = NoiseSchedule(self.noise_schedule)
         check_positive(
-            self, "state_dim", "action_dim", "chunk_size", "hidden_dim", "n_layers", "kernel_size", "num_steps",
+            self,
+            "state_dim",
+            "action_dim",
+            "chunk_size",
+            "hidden_dim",
+            "n_layers",
+            "kernel_size",
+            "num_steps",
             "num_train_timesteps",
-        )  # fmt: skip
+        )
         check_vision(self.cameras, self.image_shape, self.encoder_channels)
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: {self.kernel_size} must be odd (keeps the chunk length)")
