@@ -645,6 +645,7 @@ def _dynamo_export(
     return program.model_proto
 
 
+_OP_NAME = re.compile(r"operator '([^']+)'")
 _OP_SUPPORT = re.compile(r"operator '([^']+)' to ONNX opset version (\d+).*?added in version (\d+)", re.S)
 
 
@@ -660,7 +661,14 @@ def _opset_refusal(
 ) -> OpsetError:
     """Say which operator needs which opset, and find the lowest opset this model exports at."""
     match = _OP_SUPPORT.search(str(error))
-    operator, needed = (match.group(1), int(match.group(3))) if match else ("an operator", opset + 1)
+    if match is None:  # no TorchScript conversion at any opset: only the dynamo exporter can help
+        named = _OP_NAME.search(str(error))
+        operator = named.group(1) if named else "an operator of this model"
+        return OpsetError(
+            f"opset_version={opset}: operator {operator} has no TorchScript conversion at any opset; "
+            f"use opset_version >= {DYNAMO_LOWEST_OPSET} (dynamo exporter)"
+        )
+    operator, needed = match.group(1), int(match.group(3))
     lowest = None
     for candidate in range(max(needed, opset + 1), TORCHSCRIPT_HIGHEST_OPSET + 1):
         try:
