@@ -7,7 +7,9 @@ Example:
 """
 
 from getiaction.export.torch import load_policy
+from getiaction.policies.act import ACT, ACTConfig
 from getiaction.policies.base import Policy
+from getiaction.policies.diffusion import Diffusion, DiffusionConfig
 from getiaction.policies.dummy import Dummy, DummyConfig
 
-__all__ = ["Dummy", "DummyConfig", "Policy", "load_policy"]
+__all__ = ["ACT", "ACTConfig", "Diffusion", "DiffusionConfig", "Dummy", "DummyConfig", "Policy", "load_policy"]
