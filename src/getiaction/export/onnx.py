@@ -174,7 +174,8 @@ def export_onnx(
         )
         trace_sample = _trace_sample({k: sample[k] for k in input_names}, axes)
         adapter = _Adapter(model, input_names, style, probe.output_keys).eval()
-        proto = _run_exporter(chosen, adapter, trace_sample, input_names, outputs, axes, opset, torch_kwargs)
+        job = _ExportJob(adapter, trace_sample, input_names, outputs, axes, torch_kwargs)
+        proto = job.run(chosen, opset)
     finally:
         model.train(was_training)
 
@@ -548,139 +549,111 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _run_exporter(
-    exporter: Exporter,
-    adapter: nn.Module,
-    sample: dict[str, torch.Tensor],
-    input_names: list[str],
-    output_names: list[str],
-    axes: DynamicAxes,
-    opset: int,
-    torch_kwargs: dict[str, Any],
-) -> onnx.ModelProto:
-    if exporter is Exporter.TORCHSCRIPT:
-        try:
-            return _torchscript_export(adapter, sample, input_names, output_names, axes, opset, torch_kwargs)
-        except torch.onnx.errors.UnsupportedOperatorError as error:
-            raise _opset_refusal(
-                error, adapter, sample, input_names, output_names, axes, opset, torch_kwargs
-            ) from error
-    return _dynamo_export(adapter, sample, input_names, output_names, axes, opset, torch_kwargs)
+@dataclass
+class _ExportJob:
+    """What both torch.onnx exporters need, so each is called with just an opset."""
 
+    adapter: nn.Module
+    sample: dict[str, torch.Tensor]
+    input_names: list[str]
+    output_names: list[str]
+    axes: DynamicAxes
+    torch_kwargs: dict[str, Any]
 
-def _torchscript_export(
-    adapter: nn.Module,
-    sample: dict[str, torch.Tensor],
-    input_names: list[str],
-    output_names: list[str],
-    axes: DynamicAxes,
-    opset: int,
-    torch_kwargs: dict[str, Any],
-) -> onnx.ModelProto:
-    buffer = io.BytesIO()
-    with _quiet(), _stdout_fd_silenced(), torch.no_grad():
-        try:
-            torch.onnx.export(
-                adapter,
-                (sample, {}),  # the trailing {} keeps the dict positional instead of kwargs
-                buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
-                input_names=input_names,
-                output_names=output_names,
-                opset_version=opset,
-                dynamic_axes=axes or None,
-                dynamo=False,
-                **torch_kwargs,
-            )
-        except torch.onnx.errors.UnsupportedOperatorError:
-            raise
-        except TypeError as error:
-            raise ConfigError(f"export argument rejected by torch.onnx.export: {_first_line(error)}") from error
-        except Exception as error:
-            raise ExportError(
-                f"torchscript exporter failed at opset {opset}: {type(error).__name__}: {_first_line(error)}"
-            ) from error
-    return onnx.load_from_string(buffer.getvalue())
+    def run(self, exporter: Exporter, opset: int) -> onnx.ModelProto:
+        if exporter is Exporter.TORCHSCRIPT:
+            try:
+                return self.torchscript(opset)
+            except torch.onnx.errors.UnsupportedOperatorError as error:
+                raise self.opset_refusal(error, opset) from error
+        return self.dynamo(opset)
 
-
-def _dynamo_export(
-    adapter: nn.Module,
-    sample: dict[str, torch.Tensor],
-    input_names: list[str],
-    output_names: list[str],
-    axes: DynamicAxes,
-    opset: int,
-    torch_kwargs: dict[str, Any],
-) -> onnx.ModelProto:
-    dims: dict[str, Any] = {}
-    shapes = {
-        name: {axis: dims.setdefault(dim, torch.export.Dim(dim)) for axis, dim in axes.get(name, {}).items()}
-        for name in input_names
-    }
-    kwargs = {"external_data": False, "verbose": False, "optimize": True, **torch_kwargs}
-    with _quiet(), torch.no_grad():
-        try:
-            program = torch.onnx.export(
-                adapter,
-                (),
-                kwargs={"batch": sample},
-                dynamic_shapes={"batch": shapes},
-                input_names=input_names,
-                output_names=output_names,
-                opset_version=opset,
-                dynamo=True,
-                **kwargs,
-            )
-        except TypeError as error:
-            raise ConfigError(f"export argument rejected by torch.onnx.export: {_first_line(error)}") from error
-        except Exception as error:
-            message = _first_line(error)
-            if "Constraints violated" in str(error) or "specializ" in str(error):
-                message = (
-                    "the forward fixes a dimension declared dynamic (e.g. reshape with a constant batch); "
-                    "fix the forward or pass dynamic_batch=False"
+    def torchscript(self, opset: int) -> onnx.ModelProto:
+        buffer = io.BytesIO()
+        with _quiet(), _stdout_fd_silenced(), torch.no_grad():
+            try:
+                torch.onnx.export(
+                    self.adapter,
+                    (self.sample, {}),  # the trailing {} keeps the dict positional instead of kwargs
+                    buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+                    input_names=self.input_names,
+                    output_names=self.output_names,
+                    opset_version=opset,
+                    dynamic_axes=self.axes or None,
+                    dynamo=False,
+                    **self.torch_kwargs,
                 )
-            raise ExportError(f"dynamo exporter failed at opset {opset}: {message}") from error
-    if program is None:
-        raise ExportError("dynamo exporter returned no program")
-    return program.model_proto
+            except torch.onnx.errors.UnsupportedOperatorError:
+                raise
+            except TypeError as error:
+                raise ConfigError(f"export argument rejected by torch.onnx.export: {_first_line(error)}") from error
+            except Exception as error:
+                raise ExportError(
+                    f"torchscript exporter failed at opset {opset}: {type(error).__name__}: {_first_line(error)}"
+                ) from error
+        return onnx.load_from_string(buffer.getvalue())
+
+    def dynamo(self, opset: int) -> onnx.ModelProto:
+        dims: dict[str, Any] = {}
+        shapes = {
+            name: {axis: dims.setdefault(dim, torch.export.Dim(dim)) for axis, dim in self.axes.get(name, {}).items()}
+            for name in self.input_names
+        }
+        kwargs = {"external_data": False, "verbose": False, "optimize": True, **self.torch_kwargs}
+        with _quiet(), torch.no_grad():
+            try:
+                program = torch.onnx.export(
+                    self.adapter,
+                    (),
+                    kwargs={"batch": self.sample},
+                    dynamic_shapes={"batch": shapes},
+                    input_names=self.input_names,
+                    output_names=self.output_names,
+                    opset_version=opset,
+                    dynamo=True,
+                    **kwargs,
+                )
+            except TypeError as error:
+                raise ConfigError(f"export argument rejected by torch.onnx.export: {_first_line(error)}") from error
+            except Exception as error:
+                message = _first_line(error)
+                if "Constraints violated" in str(error) or "specializ" in str(error):
+                    message = (
+                        "the forward fixes a dimension declared dynamic (e.g. reshape with a constant batch); "
+                        "fix the forward or pass dynamic_batch=False"
+                    )
+                raise ExportError(f"dynamo exporter failed at opset {opset}: {message}") from error
+        if program is None:
+            raise ExportError("dynamo exporter returned no program")
+        return program.model_proto
+
+    def opset_refusal(self, error: Exception, opset: int) -> OpsetError:
+        """Say which operator needs which opset, and find the lowest opset this model exports at."""
+        match = _OP_SUPPORT.search(str(error))
+        if match is None:  # no TorchScript conversion at any opset: only the dynamo exporter can help
+            named = _OP_NAME.search(str(error))
+            operator = named.group(1) if named else "an operator of this model"
+            return OpsetError(
+                f"opset_version={opset}: operator {operator} has no TorchScript conversion at any opset; "
+                f"use opset_version >= {DYNAMO_LOWEST_OPSET} (dynamo exporter)"
+            )
+        operator, needed = match.group(1), int(match.group(3))
+        lowest = None
+        for candidate in range(max(needed, opset + 1), TORCHSCRIPT_HIGHEST_OPSET + 1):
+            try:
+                self.torchscript(candidate)
+            except torch.onnx.errors.UnsupportedOperatorError:
+                continue
+            except Exception:
+                break
+            lowest = candidate
+            break
+        lowest_text = f"; the lowest opset that works for this model is {lowest}" if lowest else ""
+        return OpsetError(f"opset_version={opset}: operator {operator} needs opset >= {needed}{lowest_text}")
 
 
 _OP_NAME = re.compile(r"operator '([^']+)'")
 _OP_SUPPORT = re.compile(r"operator '([^']+)' to ONNX opset version (\d+).*?added in version (\d+)", re.S)
-
-
-def _opset_refusal(
-    error: Exception,
-    adapter: nn.Module,
-    sample: dict[str, torch.Tensor],
-    input_names: list[str],
-    output_names: list[str],
-    axes: DynamicAxes,
-    opset: int,
-    torch_kwargs: dict[str, Any],
-) -> OpsetError:
-    """Say which operator needs which opset, and find the lowest opset this model exports at."""
-    match = _OP_SUPPORT.search(str(error))
-    if match is None:  # no TorchScript conversion at any opset: only the dynamo exporter can help
-        named = _OP_NAME.search(str(error))
-        operator = named.group(1) if named else "an operator of this model"
-        return OpsetError(
-            f"opset_version={opset}: operator {operator} has no TorchScript conversion at any opset; "
-            f"use opset_version >= {DYNAMO_LOWEST_OPSET} (dynamo exporter)"
-        )
-    operator, needed = match.group(1), int(match.group(3))
-    lowest = None
-    for candidate in range(max(needed, opset + 1), TORCHSCRIPT_HIGHEST_OPSET + 1):
-        try:
-            _torchscript_export(adapter, sample, input_names, output_names, axes, candidate, torch_kwargs)
-        except torch.onnx.errors.UnsupportedOperatorError:
-            continue
-        except Exception:
-            break
-        lowest = candidate
-        break
-    lowest_text = f"; the lowest opset that works for this model is {lowest}" if lowest else ""
-    return OpsetError(f"opset_version={opset}: operator {operator} needs opset >= {needed}{lowest_text}")
 
 
 # --------------------------------------------------------------------------------------------
