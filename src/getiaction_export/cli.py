@@ -24,7 +24,7 @@ import hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from getiaction.errors import ConfigError
 from getiaction_export import summary
@@ -179,7 +179,6 @@ def preflight(overrides: list[str], flags: list[str]) -> None:
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -210,18 +209,40 @@ def preflight(overrides: list[str], flags: list[str]) -> None:
     with context:
         for variant in variants:
             try:
-                cfg = compose(config_name=config_name, overrides=variant)
+                cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as error:
                 raise ConfigError(_composition_message(error, variant, config_name)) from None
             validate(cfg, policy_name(cfg))
-            _check_paths(cfg)
+            _check_paths(cfg, multirun="-m" in flags or "--multirun" in flags)
     GlobalHydra.instance().clear()
 
 
-def _check_paths(cfg: DictConfig) -> None:
+def _check_paths(cfg: DictConfig, multirun: bool) -> None:
+    """Inputs must exist and output folders must be creatable, before Hydra makes any folder."""
     checkpoint = cfg.get("checkpoint")
     if checkpoint and not Path(str(checkpoint)).is_file():
         raise ConfigError(f"checkpoint: {checkpoint} does not exist (give the path of a to_torch checkpoint)")
+    job_dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    for key in ("output_dir", job_dir_key):
+        try:
+            value = OmegaConf.select(cfg, key)
+        except OmegaConfBaseException:  # an interpolation only Hydra's runtime can resolve
+            continue
+        if value:
+            _check_creatable(key, Path(str(value)))
+
+
+def _check_creatable(key: str, folder: Path) -> None:
+    """Raise when ``folder`` cannot be made: an ancestor is a file, or the nearest one is read-only."""
+    import os
+
+    for ancestor in [folder.absolute(), *folder.absolute().parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ConfigError(f"{key}: cannot create {folder}: {ancestor} is a file, not a folder")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise ConfigError(f"{key}: cannot create {folder}: {ancestor} is not writable")
+            return
 
 
 _OVERRIDE_KEY = re.compile(r"Could not override '([^']+)'")
