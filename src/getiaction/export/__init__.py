@@ -6,7 +6,7 @@ does not import torch.
 Example:
     >>> from getiaction.export import Export, ExportFormat
     >>> [f.value for f in ExportFormat]
-    ['torch', 'onnx']
+    ['torch', 'onnx', 'openvino']
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from getiaction.export.onnx import Exporter as Exporter
     from getiaction.export.onnx import OnnxExportResult as OnnxExportResult
     from getiaction.export.onnx import export_onnx as export_onnx
+    from getiaction.export.openvino import OpenVINOExportResult as OpenVINOExportResult
+    from getiaction.export.openvino import export_openvino as export_openvino
     from getiaction.export.torch import load_checkpoint as load_checkpoint
     from getiaction.export.torch import load_policy as load_policy
     from getiaction.export.torch import save_checkpoint as save_checkpoint
@@ -30,6 +32,8 @@ _LAZY = {
     "Exporter": "getiaction.export.onnx",
     "OnnxExportResult": "getiaction.export.onnx",
     "export_onnx": "getiaction.export.onnx",
+    "OpenVINOExportResult": "getiaction.export.openvino",
+    "export_openvino": "getiaction.export.openvino",
     "load_checkpoint": "getiaction.export.torch",
     "load_policy": "getiaction.export.torch",
     "save_checkpoint": "getiaction.export.torch",

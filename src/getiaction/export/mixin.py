@@ -1,4 +1,4 @@
-"""The ``Export`` mixin: every policy gets ``to_torch``, ``to_onnx`` and ``export`` by inheritance.
+"""The ``Export`` mixin: every policy gets ``to_torch``, ``to_onnx``, ``to_openvino`` and ``export``.
 
 The mixin only gathers defaults from the policy and dispatches; each format's module writes its
 one artifact.
@@ -12,24 +12,32 @@ Example:
     'checkpoint.pt'
     >>> policy.to_onnx(folder / "model_14.onnx", opset_version=14, output_names=["predictions"]).output_names
     ['predictions']
+    >>> policy.to_onnx(folder / "half.onnx", opset_version=17, precision="fp16").path.name
+    'half.onnx'
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from getiaction.errors import ConfigError
+from getiaction.export.atomic import atomic_path
 from getiaction.export.onnx import OnnxExportResult, export_onnx
 from getiaction.export.serialization import to_yaml
 from getiaction.export.torch import class_path_of, save_checkpoint
+from getiaction.export.transforms import Precision, convert_to_fp16, precision_of
+
+if TYPE_CHECKING:
+    from getiaction.export.openvino import OpenVINOExportResult
 
 
 class ExportFormat(StrEnum):
@@ -37,6 +45,7 @@ class ExportFormat(StrEnum):
 
     TORCH = "torch"
     ONNX = "onnx"
+    OPENVINO = "openvino"
 
 
 class Export:
@@ -71,6 +80,8 @@ class Export:
         self,
         path: str | os.PathLike[str],
         input_sample: Mapping[str, torch.Tensor] | None = None,
+        *,
+        precision: Precision | str = Precision.FP32,
         **export_kwargs: Any,
     ) -> OnnxExportResult:
         """Export to one ONNX file whose opset, inputs and dynamic batch are checked on the file.
@@ -78,7 +89,41 @@ class Export:
         Defaults: ``input_sample`` from ``model.sample_input``; export arguments from
         ``model.extra_export_args["onnx"]`` with ``export_kwargs`` winning; opset 18; dynamic
         batch on; output ``["action"]``. See :func:`getiaction.export.onnx.export_onnx`.
+        ``precision="fp16"`` stores weights and arithmetic in float16 (inputs and outputs stay
+        float32) and refuses a model whose outputs overflow float16 on the sample; see
+        :func:`getiaction.export.transforms.convert_to_fp16`.
         """
+        model, sample, kwargs = self._onnx_arguments(input_sample, export_kwargs)
+        if precision_of(precision) is Precision.FP32:
+            return export_onnx(model, path, sample, **kwargs)
+        with atomic_path(path) as temp:  # the float32 graph never appears under the final name
+            exported = export_onnx(model, temp, sample, **kwargs)
+            convert_to_fp16(temp, temp, sample)
+        return dataclasses.replace(exported, path=Path(path))
+
+    def to_openvino(
+        self,
+        path: str | os.PathLike[str],
+        input_sample: Mapping[str, torch.Tensor] | None = None,
+        *,
+        compress_to_fp16: bool = False,
+        **export_kwargs: Any,
+    ) -> OpenVINOExportResult:
+        """Export to an OpenVINO IR: ``path`` (``.xml``) and its weights beside it (``.bin``).
+
+        The policy is exported to ONNX first (same defaults and ``export_kwargs`` as
+        :meth:`to_onnx`), then converted; ``compress_to_fp16=True`` stores float16 weights.
+        Needs the ``[openvino]`` extra. See :mod:`getiaction.export.openvino`.
+        """
+        from getiaction.export.openvino import export_openvino
+
+        model, sample, kwargs = self._onnx_arguments(input_sample, export_kwargs)
+        return export_openvino(model, path, sample, compress_to_fp16=compress_to_fp16, **kwargs)
+
+    def _onnx_arguments(
+        self, input_sample: Mapping[str, torch.Tensor] | None, export_kwargs: dict[str, Any]
+    ) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any]]:
+        """The module, its sample and the ONNX export arguments: the model's defaults, then the caller's."""
         model = self._export_module()
         sample = input_sample if input_sample is not None else getattr(model, "sample_input", None)
         if sample is None:
@@ -98,10 +143,10 @@ class Export:
             kwargs.setdefault("exporter", "dynamo" if kwargs.pop("dynamo") else "torchscript")
         metadata = {"policy.class_path": class_path_of(self), "policy.config": to_yaml(self._export_config())}
         metadata.update(kwargs.pop("metadata", None) or {})
-        return export_onnx(model, path, sample, metadata=metadata, **kwargs)
+        return model, sample, {**kwargs, "metadata": metadata}
 
     def export(self, path: str | os.PathLike[str], export_format: ExportFormat | str, **kwargs: Any) -> Any:
-        """Export to ``export_format`` (``"torch"`` or ``"onnx"``)."""
+        """Export to ``export_format`` (``"torch"``, ``"onnx"`` or ``"openvino"``)."""
         try:
             chosen = ExportFormat(export_format)
         except ValueError:
@@ -109,6 +154,8 @@ class Export:
             raise ConfigError(f"export_format: {export_format!r} is not valid; use one of {valid}") from None
         if chosen is ExportFormat.TORCH:
             return self.to_torch(path)
+        if chosen is ExportFormat.OPENVINO:
+            return self.to_openvino(path, **kwargs)
         return self.to_onnx(path, **kwargs)
 
 

@@ -1,0 +1,44 @@
+"""Optional dependencies (pip extras): is one installed, and one line that says how to get it.
+
+OpenVINO (``[openvino]``) and onnxslim (``[simplify]``) are not needed for the ONNX and torch
+formats, so they are imported only when a feature needs them. This module imports neither, nor
+torch: the application's config check asks :func:`installed` before anything heavy runs.
+
+Example:
+    >>> installed("json"), installed("no_such_package_here")
+    (True, False)
+    >>> missing_message("format=openvino", "openvino")
+    "format=openvino needs the openvino package: pip install 'getiaction-export[openvino]'"
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from getiaction.errors import ConfigError
+
+EXTRAS = {"openvino": "openvino", "onnxslim": "simplify"}
+"""Import name -> the pip extra of getiaction-export that installs it."""
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or half-installed package counts as missing
+        return False
+
+
+def missing_message(feature: str, module: str) -> str:
+    """The one line shown when ``feature`` needs ``module`` and it is not installed."""
+    return f"{feature} needs the {module} package: pip install 'getiaction-export[{EXTRAS[module]}]'"
+
+
+def require(module: str, feature: str) -> ModuleType:
+    """Import ``module`` for ``feature``, or raise a one-line :class:`ConfigError` with the install hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ConfigError(missing_message(feature, module)) from error
