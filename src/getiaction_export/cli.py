@@ -166,7 +166,9 @@ def _options(group: str, extra_dir: str | None) -> list[str]:
     from importlib.resources import files
 
     names = set()
-    folder = files(CONFIG_MODULE).joinpath(group)
+    folder = files(CONFIG_MODULE)
+    for part in group.split("/"):
+        folder = folder.joinpath(part)
     if folder.is_dir():
         names |= {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
     if extra_dir and (Path(extra_dir) / group).is_dir():
@@ -174,47 +176,77 @@ def _options(group: str, extra_dir: str | None) -> list[str]:
     return sorted(names)
 
 
+LAUNCHER_GROUP = "hydra/launcher"
+LAUNCHER_PLUGINS = {"joblib": "joblib", "ray": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm"}
+"""Launchers that come from Hydra plugins, and the extra of this project that installs each."""
+
+
 def preflight(overrides: list[str], flags: list[str]) -> None:
     """Compose and validate every job the command would run; raise ConfigError on the first bad one."""
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
+    from yaml import YAMLError
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
         raise ConfigError(f"bad override: {_first_line(error)}") from None
+    multirun = "-m" in flags or "--multirun" in flags
     GlobalHydra.instance().clear()
     context, config_name, extra_dir = _config_source(flags)
     from_result_dir = _flag_value(flags, "--config-path", "-cp") is not None
+    search_path = [f"hydra.searchpath=[file://{Path(extra_dir).resolve()}]"] if extra_dir else []
 
     # Each job's override list: sweeps expanded one value at a time (not the full product).
     values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.input_line)] for o in parsed]
-    for override, choices in zip(parsed, values, strict=True):
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            prefix = key + "="
-            choices[:] = [prefix + v for v in choices]
-        if key in GROUPS and not from_result_dir:
-            valid = _options(key, extra_dir)
-            for choice in choices:
-                option = choice.split("=", 1)[1]
-                if option not in valid:
-                    valid_text = ", ".join(valid)
-                    raise ConfigError(f"{key}={option}: no such {key}{suggest(option, valid)}; valid: {valid_text}")
-    firsts = [choices[0] for choices in values]
-    variants = [firsts] + [
-        [*firsts[:i], value, *firsts[i + 1 :]] for i, choices in enumerate(values) for value in choices[1:]
-    ]
     with context:
+        loader = GlobalHydra.instance().config_loader()
+        for override, choices in zip(parsed, values, strict=True):
+            key = override.get_key_element()
+            if override.is_sweep_override():
+                if not multirun:
+                    raise ConfigError(
+                        f"{override.input_line}: several values are a sweep; add -m (--multirun) to run one job "
+                        "per value, or write a list value in brackets ([a,b])"
+                    )
+                choices[:] = [f"{key}={v}" for v in choices]
+            if (key in GROUPS and not from_result_dir) or key == LAUNCHER_GROUP:
+                _check_option(key, [c.split("=", 1)[1] for c in choices], loader, extra_dir)
+        firsts = [choices[0] for choices in values]
+        variants = [firsts] + [
+            [*firsts[:i], value, *firsts[i + 1 :]] for i, choices in enumerate(values) for value in choices[1:]
+        ]
         for variant in variants:
             try:
-                cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+                cfg = compose(config_name=config_name, overrides=[*variant, *search_path], return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as error:
                 raise ConfigError(_composition_message(error, variant, config_name)) from None
+            except YAMLError as error:  # a YAML tag or syntax error in a user's config file
+                raise ConfigError(f"config: refused YAML: {_first_line(error)}") from None
             validate(cfg, policy_name(cfg))
-            _check_paths(cfg, multirun="-m" in flags or "--multirun" in flags)
+            _check_paths(cfg, multirun)
     GlobalHydra.instance().clear()
+
+
+def _check_option(group: str, options: list[str], loader: Any, extra_dir: str | None) -> None:
+    """Every chosen option of ``group`` must exist (packaged tree, --config-dir, or a Hydra plugin)."""
+    valid = sorted(set(loader.get_group_options(group)) | set(_options(group, extra_dir)))
+    for option in options:
+        if option in valid:
+            continue
+        if group == LAUNCHER_GROUP and option in LAUNCHER_PLUGINS:
+            raise ConfigError(_plugin_hint(option))
+        shown = [o for o in valid if not o.startswith("_")]
+        raise ConfigError(f"{group}={option}: no such {group}{suggest(option, shown)}; valid: {', '.join(shown)}")
+
+
+def _plugin_hint(launcher: str) -> str:
+    extra = LAUNCHER_PLUGINS.get(launcher, launcher)
+    return (
+        f"hydra/launcher={launcher} needs its Hydra launcher plugin, which is not installed: "
+        f"pip install 'getiaction-export[{extra}]'"
+    )
 
 
 def _check_paths(cfg: DictConfig, multirun: bool) -> None:
@@ -246,7 +278,7 @@ def _check_creatable(key: str, folder: Path) -> None:
 
 
 _OVERRIDE_KEY = re.compile(r"Could not override '([^']+)'")
-_APPEND_KEY = re.compile(r"Could not append to config. An item is already at '([^']+)'")
+_MISSING_LAUNCHER = re.compile(r"Could not (?:load|find) 'hydra/launcher/([^']+)'")
 
 
 def _composition_message(error: Exception, variant: list[str], config_name: str) -> str:
@@ -268,6 +300,9 @@ def _composition_message(error: Exception, variant: list[str], config_name: str)
         return f"{key}: unknown key{hint}"
     if match:
         return f"{match.group(1)}: {_first_line(error, skip=1)}"
+    plugin = _MISSING_LAUNCHER.search(text)
+    if plugin:
+        return _plugin_hint(plugin.group(1))
     return _first_line(error)
 
 
