@@ -77,6 +77,20 @@ class InputSampleSchema:
 
 
 @dataclass
+class ToleranceSchema:
+    """One output's parity tolerances; ``null`` falls back to ``format.atol``/``format.rtol``."""
+
+    atol: float | None = None
+    rtol: float | None = None
+
+
+PRECISIONS = ("fp32", "fp16")
+DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (5e-3, 1e-2)}
+"""``precision -> (atol, rtol)`` when ``format.atol``/``format.rtol`` are null. fp16 measured: ACT-like
+7e-4 in onnxruntime (which upcasts float16 arithmetic on CPU), 2e-3 in true float16 arithmetic."""
+
+
+@dataclass
 class OnnxFormatSchema:
     """``format=onnx``: export with torch.onnx, then check and verify with onnxruntime."""
 
@@ -87,14 +101,43 @@ class OnnxFormatSchema:
     dynamic_batch: bool = True
     output_names: list[str] | None = None
     """Default: the policy's own (``["action"]``)."""
-    atol: float = 1e-5
-    rtol: float = 1e-4
+    precision: str = "fp32"
+    """``fp32``, or ``fp16``: float16 weights and arithmetic (inputs and outputs stay float32)."""
+    atol: float | None = None
+    """Parity gate ``|a - b| <= atol + rtol * |b|``; null: the precision's default (DEFAULT_TOLERANCES)."""
+    rtol: float | None = None
+    output_tolerances: dict[str, ToleranceSchema] = field(default_factory=dict)
+    """Per output name: ``{action: {atol: 1e-4}}``; wins over ``atol``/``rtol``."""
     seed: int = 0
     """Seed of the random verification inputs."""
-    num_random_inputs: int = 2
+    num_random_inputs: int = 3
     """Seeded random inputs checked besides the sample, at each batch size."""
     verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 8])
     """Batch sizes checked when the batch is dynamic (the sample's own is always checked)."""
+    simplify: bool = False
+    """Simplify the graph with onnxslim; the result replaces the export only if it passes verification too."""
+    latency: bool = True
+    """Measure median batch-1 latency of PyTorch eager and of the runtime, and the speed-up."""
+
+
+@dataclass
+class OpenVINOFormatSchema(OnnxFormatSchema):
+    """``format=openvino``: an OpenVINO IR converted from the ONNX export, verified in OpenVINO (f32)."""
+
+    name: str = "openvino"
+    """``precision=fp16`` stores float16 weights (compress_to_fp16); inference stays f32."""
+
+
+FORMAT_ORDER = ("torch", "onnx", "openvino")
+
+
+@dataclass
+class AllFormatSchema(OnnxFormatSchema):
+    """``format=all``: several formats from one build, each exported, verified and promoted in turn."""
+
+    name: str = "all"
+    formats: list[str] = field(default_factory=lambda: list(FORMAT_ORDER))
+    """Any of torch, onnx, openvino; they run in that order. The torch checkpoint stays float32."""
 
 
 @dataclass
@@ -123,7 +166,12 @@ class AppSchema:
     """Packages a checkpoint's class_path may name."""
 
 
-FORMAT_SCHEMAS: dict[str, type] = {"onnx": OnnxFormatSchema, "torch": TorchFormatSchema}
+FORMAT_SCHEMAS: dict[str, type] = {
+    "onnx": OnnxFormatSchema,
+    "torch": TorchFormatSchema,
+    "openvino": OpenVINOFormatSchema,
+    "all": AllFormatSchema,
+}
 GROUPS = ("policy", "input_sample", "format")
 INPUT_SAMPLE_KINDS = ("from_policy", "random", "file")
 
@@ -269,9 +317,102 @@ def _check_format_values(fmt: Any, errors: _Errors) -> None:
     if isinstance(fmt, OnnxFormatSchema):
         if fmt.exporter not in ("auto", "dynamo", "torchscript"):
             errors.add(f"format.exporter: {fmt.exporter!r} is not valid; use auto, dynamo or torchscript")
-        if fmt.atol < 0 or fmt.rtol < 0:
-            errors.add("format.atol/format.rtol: tolerances must be >= 0")
+        if fmt.precision not in PRECISIONS:
+            errors.add(f"format.precision: {fmt.precision!r} is not valid{suggest(fmt.precision, list(PRECISIONS))}; "
+                       f"use {' or '.join(PRECISIONS)}")
+        given = [("format.atol", fmt.atol), ("format.rtol", fmt.rtol)]
+        fmt.output_tolerances = _tolerance_specs(fmt.output_tolerances, errors)
+        for output, tolerance in fmt.output_tolerances.items():
+            given += [(f"format.output_tolerances.{output}.atol", tolerance.atol),
+                      (f"format.output_tolerances.{output}.rtol", tolerance.rtol)]
+        for key, value in given:
+            if value is not None and value < 0:
+                errors.add(f"{key}: {value} must be >= 0")
         if any(b < 1 for b in fmt.verify_batch_sizes):
             errors.add(f"format.verify_batch_sizes: {fmt.verify_batch_sizes} must be positive")
+        _check_formats(fmt, errors)
     if getattr(fmt, "num_random_inputs", 0) < 0:
         errors.add("format.num_random_inputs: must be >= 0")
+
+
+def _tolerance_specs(given: dict[str, Any], errors: _Errors) -> dict[str, ToleranceSchema]:
+    """``output_tolerances`` as ToleranceSchema values (OmegaConf may hand nested entries back as dicts)."""
+    specs = {}
+    for output, value in given.items():
+        if isinstance(value, ToleranceSchema):
+            specs[output] = value
+            continue
+        key = f"format.output_tolerances.{output}"
+        if not isinstance(value, dict):
+            errors.add(f"{key}: expected {{atol: ..., rtol: ...}}, got {value!r}")
+            continue
+        unknown = sorted(set(value) - {"atol", "rtol"})
+        if unknown:
+            hint = suggest(str(unknown[0]), ["atol", "rtol"])
+            errors.add(f"{key}.{unknown[0]}: unknown key{hint}; valid: atol, rtol")
+            continue
+        try:
+            specs[output] = ToleranceSchema(**{k: None if v is None else float(v) for k, v in value.items()})
+        except (TypeError, ValueError):
+            errors.add(f"{key}: {value!r} must hold numbers (atol, rtol)")
+    return specs
+
+
+def _check_formats(fmt: OnnxFormatSchema, errors: _Errors) -> None:
+    """The formats a job produces, their optional packages, and options that apply to none of them."""
+    from getiaction.export.extras import installed, missing_message
+
+    names = fmt.formats if isinstance(fmt, AllFormatSchema) else [fmt.name]
+    unknown = [name for name in names if name not in FORMAT_ORDER]
+    for name in unknown:
+        errors.add(f"format.formats: {name!r} is not a format{suggest(name, list(FORMAT_ORDER))}; "
+                   f"valid: {', '.join(FORMAT_ORDER)}")
+    if not names or len(set(names)) != len(names):
+        errors.add(f"format.formats: {names} must name each format once, e.g. [onnx, openvino]")
+    if "openvino" in names and not installed("openvino"):
+        feature = "format=openvino" if fmt.name == "openvino" else "format=all with openvino in format.formats"
+        errors.add(missing_message(feature, "openvino"))
+    if fmt.simplify:
+        if "onnx" not in names:
+            errors.add("format.simplify: applies to format=onnx only (OpenVINO simplifies the graph itself); "
+                       "drop it or use format=onnx")
+        elif not installed("onnxslim"):
+            errors.add(missing_message("format.simplify=true", "onnxslim"))
+
+
+def job_formats(fmt: Any) -> list[tuple[str, Any]]:
+    """``[(format name, its own schema)]`` for a job, in run order (``format=all`` expands to several).
+
+    Example:
+        >>> [name for name, _ in job_formats(AllFormatSchema(formats=["openvino", "torch"]))]
+        ['torch', 'openvino']
+    """
+    if not isinstance(fmt, AllFormatSchema):
+        return [(fmt.name, fmt)]
+    shared = {f.name: getattr(fmt, f.name) for f in fields(OnnxFormatSchema) if f.name != "name"}
+    schemas = {
+        "torch": TorchFormatSchema(seed=fmt.seed, num_random_inputs=fmt.num_random_inputs),
+        "onnx": OnnxFormatSchema(**shared),
+        "openvino": OpenVINOFormatSchema(**{**shared, "simplify": False}),
+    }
+    return [(name, schemas[name]) for name in FORMAT_ORDER if name in fmt.formats]
+
+
+def tolerances(fmt: Any, output: str) -> dict[str, Any]:
+    """``{atol, rtol, source}`` for one output: its own entry, else ``format.atol/rtol``, else the precision's.
+
+    Example:
+        >>> tolerances(OnnxFormatSchema(precision="fp16"), "action")
+        {'atol': 0.005, 'rtol': 0.01, 'source': 'fp16 default'}
+    """
+    default_atol, default_rtol = DEFAULT_TOLERANCES[getattr(fmt, "precision", "fp32")]
+    own = getattr(fmt, "output_tolerances", {}).get(output) or ToleranceSchema()
+    atol = next(v for v in (own.atol, getattr(fmt, "atol", None), default_atol) if v is not None)
+    rtol = next(v for v in (own.rtol, getattr(fmt, "rtol", None), default_rtol) if v is not None)
+    if own.atol is not None or own.rtol is not None:
+        source = f"format.output_tolerances.{output}"
+    elif getattr(fmt, "atol", None) is not None or getattr(fmt, "rtol", None) is not None:
+        source = "format.atol/rtol"
+    else:
+        source = f"{getattr(fmt, 'precision', 'fp32')} default"
+    return {"atol": float(atol), "rtol": float(rtol), "source": source}

@@ -1,15 +1,19 @@
-"""The sweep summary: one row per job at the sweep root (``summary.md`` and ``summary.json``).
+"""The sweep summary: a benchmark table at the sweep root (``summary.md`` and ``summary.json``).
+
+One row per job and format (a ``format=all`` job gives one row per format it reached): status,
+opset, precision, parity, batch-1 latency of the runtime and its speed-up over PyTorch eager, size.
 
 It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
 (in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
 ``SweepSummary`` is the Hydra callback that writes it when a multirun ends and sets the exit code.
 
 Example:
-    >>> rows = [{"job": "format.opset_version=14", "policy": "dummy", "format": "onnx",
-    ...          "opset": "14/14", "exporter": "torchscript", "max_abs_diff": 1e-7,
-    ...          "status": "ok", "export_s": 0.1, "size": "4.4 kB", "error": ""}]
+    >>> rows = [{"job": "opset=14", "policy": "dummy", "format": "onnx",
+    ...          "opset": "14/14", "precision": "fp32", "exporter": "torchscript", "max_abs_diff": 1e-7,
+    ...          "latency_ms": 0.012, "speedup": 3.52, "status": "ok", "export_s": 0.1, "size": "4.4 kB",
+    ...          "error": ""}]
     >>> print(markdown_table(rows).splitlines()[2])
-    | format.opset_version=14 | dummy | onnx | 14/14 | torchscript | 1.0e-07 | ✅ ok | 0.10 | 4.4 kB |  |  |
+    | opset=14 | dummy | onnx | 14/14 | fp32 | torchscript | 1.0e-07 | 0.012 | 3.52x | ✅ ok | 0.10 | 4.4 kB |  |  |
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from getiaction.export.atomic import atomic_write_text
 log = logging.getLogger("getiaction_export")
 
 RESULT_FILE = "result.json"
-COLUMNS = ["job", "policy", "format", "opset", "exporter", "max_abs_diff", "status", "export_s", "size", "sha256",
-           "error"]
-HEADERS = ["job", "policy", "format", "opset req/saved", "exporter", "max abs diff", "status", "export s", "size",
-           "sha256", "error"]
+COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "latency_ms", "speedup",
+           "status", "export_s", "size", "sha256", "error"]
+HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter", "max abs diff", "latency ms (b=1)",
+           "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
 
 last_exit_code: int | None = None
@@ -51,36 +55,57 @@ def _human_size(size: int | None) -> str:
     return human_size(size) if size else ""
 
 
-def job_row(job_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], int, int]:
-    """The summary row of one job folder, its exit code, and its job number (for ordering)."""
+def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int, int]:
+    """The summary rows of one job folder (one per format reached), its exit code and job number."""
     name = str(job_dir.relative_to(sweep_dir))
     result_path = job_dir / RESULT_FILE
     if not result_path.is_file():
         crashed: dict[str, Any] = dict.fromkeys(COLUMNS, "")
         crashed.update(job=name, status="crashed", error="no result.json: the job died before it finished")
-        return crashed, 1, _job_num(job_dir)
+        return [crashed], 1, _job_num(job_dir)
     result = json.loads(result_path.read_text())
     opset = result.get("opset") or {}
-    parity = result.get("parity") or {}
-    diffs = [o.get("max_abs_diff") for o in parity.values() if isinstance(o.get("max_abs_diff"), float | int)]
-    status = result.get("status", "failed")
-    if status != "ok":
-        status = "parity" if result.get("error_kind") == "parity" else "failed"
-    format_name = result.get("format", "")
-    row: dict[str, Any] = {
+    status = _status(result.get("status", "failed"), result.get("error_kind"))
+    common: dict[str, Any] = {
         "job": name,
         "policy": (result.get("policy") or {}).get("name", ""),
-        "format": format_name,
         "opset": f"{opset.get('requested', '')}/{opset.get('saved', '')}" if opset else "",
         "exporter": result.get("exporter") or "",
-        "max_abs_diff": max(diffs) if diffs else None,
-        "status": status,
-        "export_s": (result.get("timings") or {}).get("export"),
-        "size": _human_size((result.get("artifact_sizes") or {}).get(format_name)),
-        "sha256": str((result.get("artifact_sha256") or {}).get(format_name, ""))[:12],
-        "error": result.get("error") or "",
     }
-    return row, int(result.get("exit_code") or 0), int((result.get("job") or {}).get("num", _job_num(job_dir)))
+    # Every format the job reached has a record; a job that failed before any has only its own status.
+    formats = result.get("formats") or {result.get("format", ""): {**result, "status": status}}
+    rows = []
+    for format_name, record in formats.items():
+        latency = record.get("latency") or {}
+        torch_only = format_name == "torch"
+        rows.append({
+            **common,
+            "format": format_name,
+            "opset": "" if torch_only else common["opset"],
+            "exporter": "" if torch_only else common["exporter"],
+            "precision": record.get("precision", result.get("precision", "")),
+            "max_abs_diff": _worst(record.get("parity") or {}),
+            "latency_ms": latency.get("runtime_ms"),
+            "speedup": latency.get("speedup"),
+            "status": _status(record.get("status", status), record.get("error_kind", result.get("error_kind"))),
+            "export_s": (record.get("timings") or result.get("timings") or {}).get("export"),
+            "size": _human_size((result.get("artifact_sizes") or {}).get(format_name)),
+            "sha256": str((result.get("artifact_sha256") or {}).get(format_name, ""))[:12],
+            "error": record.get("error") or ("" if record.get("status") == "ok" else result.get("error") or ""),
+        })
+    return rows, int(result.get("exit_code") or 0), int((result.get("job") or {}).get("num", _job_num(job_dir)))
+
+
+def _status(status: str, error_kind: str | None) -> str:
+    """``ok``, ``parity`` (exported, parity failed) or ``failed`` (export failed)."""
+    if status == "ok":
+        return "ok"
+    return "parity" if error_kind == "parity" or status == "parity" else "failed"
+
+
+def _worst(parity: dict[str, Any]) -> float | None:
+    diffs = [o.get("max_abs_diff") for o in parity.values() if isinstance(o.get("max_abs_diff"), float | int)]
+    return max(diffs) if diffs else None
 
 
 def _job_num(job_dir: Path) -> int:
@@ -104,6 +129,10 @@ def _cell(column: str, value: Any) -> str:
         return f"{value:.1e}"
     if column == "export_s" and isinstance(value, float | int):
         return f"{value:.2f}"
+    if column == "latency_ms" and isinstance(value, float | int):
+        return f"{value:.3g}"
+    if column == "speedup" and isinstance(value, float | int):
+        return f"{value:.2f}x"
     if column == "status":
         return STATUS_MARK.get(str(value), str(value))
     return str(value).replace("|", "\\|")
@@ -120,16 +149,17 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
     """Write ``summary.md``/``summary.json`` for every job under ``sweep_dir``; return rows and exit code."""
     sweep_dir = Path(sweep_dir)
     job_dirs = sorted({p.parent for p in sweep_dir.rglob(".hydra") if p.parent != sweep_dir})
-    collected = [job_row(job_dir, sweep_dir) for job_dir in job_dirs]
-    collected.sort(key=lambda item: (item[2], item[0]["job"]))
-    rows = [row for row, _, _ in collected]
-    failures = [code for row, code, _ in collected if row["status"] != "ok"]
+    collected = [job_rows(job_dir, sweep_dir) for job_dir in job_dirs]
+    collected.sort(key=lambda item: (item[2], item[0][0]["job"]))
+    rows = [row for job, _, _ in collected for row in job]
+    failures = [code for job, code, _ in collected if any(row["status"] != "ok" for row in job)]
     exit_code = (failures[0] or 1) if failures else 0
-    ok = sum(1 for row in rows if row["status"] == "ok")
-    summary = {"sweep_dir": str(sweep_dir), "jobs": len(rows), "ok": ok, "failed": len(rows) - ok,
+    jobs = len(collected)
+    ok = jobs - len(failures)
+    summary = {"sweep_dir": str(sweep_dir), "jobs": jobs, "ok": ok, "failed": jobs - ok,
                "exit_code": exit_code, "rows": rows}
     atomic_write_text(sweep_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    title = f"# Export sweep: {ok}/{len(rows)} ok\n\n"
+    title = f"# Export sweep: {ok}/{jobs} ok\n\n"
     atomic_write_text(sweep_dir / "summary.md", title + markdown_table(rows) + "\n")
     return rows, exit_code
 
@@ -143,5 +173,8 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows, last_exit_code = summarize(sweep_dir)
-        ok = sum(1 for row in rows if row["status"] == "ok")
-        print(f"\n{ok}/{len(rows)} jobs ok — {sweep_dir / 'summary.md'}\n{markdown_table(rows)}", flush=True)
+        jobs = {row["job"]: row["status"] == "ok" for row in rows}
+        for row in rows:
+            jobs[row["job"]] = jobs[row["job"]] and row["status"] == "ok"
+        ok = sum(jobs.values())
+        print(f"\n{ok}/{len(jobs)} jobs ok — {sweep_dir / 'summary.md'}\n{markdown_table(rows)}", flush=True)

@@ -1,4 +1,4 @@
-"""Stage ``check``: read the written ONNX file back and trust nothing the exporter said.
+"""Stage ``check``: read the written ONNX file (or OpenVINO IR) back and trust nothing the exporter said.
 
 Example:
     >>> import tempfile, pathlib
@@ -39,3 +39,27 @@ def check_onnx(path: Path, requested_opset: int) -> dict[str, Any]:
             init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer
         ),
     }
+
+
+def check_openvino(
+    xml_path: Path, input_names: list[str], output_names: list[str], dynamic_batch: bool
+) -> dict[str, Any]:
+    """Read the IR back with OpenVINO: the graph's input and output names are there, the batch as asked.
+
+    An IR port carries several names (OpenVINO merges the names of tensors it folds together);
+    the graph's own name must be one of them, since deploy runtimes feed observations by name.
+    """
+    from getiaction.export.openvino import openvino_module
+
+    model = openvino_module("format=openvino").Core().read_model(str(xml_path))
+    for kind, ports, wanted in (("input", model.inputs, input_names), ("output", model.outputs, output_names)):
+        names = [port.get_names() for port in ports]
+        missing = [name for name in wanted if not any(name in aliases for aliases in names)]
+        if missing or len(ports) != len(wanted):
+            raise ExportError(f"{xml_path.name}: the IR's {kind}s {[sorted(a) for a in names]} do not match {wanted}")
+        for port in ports:
+            shape = port.get_partial_shape()
+            if shape.rank.is_static and len(shape) and dynamic_batch != shape[0].is_dynamic:
+                state = "static" if dynamic_batch else "dynamic"
+                raise ExportError(f"{xml_path.name}: the batch axis of {kind} {port.get_any_name()!r} came out {state}")
+    return {"inputs": input_names, "outputs": output_names, "nodes": len(model.get_ops())}
