@@ -199,8 +199,8 @@ class _Rebuilder:
             return {
                 key: self.rebuild(item, value_hint, None, f"{path}.{key}") for key, item in data.items()
             }
-        if hint is float and isinstance(data, int) and not isinstance(data, bool):
-            return float(data)
+        if hint in (int, float, str, bool):
+            return _scalar(data, hint, path)
         return self._untyped(data, default, path)
 
     def _untyped(self, data: Any, default: Any, path: str) -> Any:
@@ -282,6 +282,15 @@ class _Rebuilder:
         pairs = enumerate(zip(data, item_hints, strict=True))
         items = [self.rebuild(item, h, None, f"{path}[{i}]") for i, (item, h) in pairs]
         return container(items) if container in (tuple, set, frozenset) else items
+
+
+def _scalar(data: Any, hint: type, path: str) -> Any:
+    """A plain value checked against a scalar hint (an int is a valid float; a bool is not an int)."""
+    if hint is float and isinstance(data, int | float) and not isinstance(data, bool):
+        return float(data)
+    if isinstance(data, hint) and not (hint is int and isinstance(data, bool)):
+        return data
+    raise SerializationError(f"{path}: {data!r} is not a valid {hint.__name__}")
 
 
 def _field_default(field: dataclasses.Field[Any]) -> Any:
