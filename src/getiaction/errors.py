@@ -30,6 +30,10 @@ class ExportError(GetiActionError):
     """An artifact could not be written."""
 
 
+class ForwardError(ExportError):
+    """The model's forward raised on the input sample."""
+
+
 class OpsetError(ExportError):
     """The requested ONNX opset cannot be produced for this model."""
 

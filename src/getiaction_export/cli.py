@@ -6,7 +6,8 @@ exit code 2 instead of Hydra's multi-line errors; Hydra then runs the jobs; each
 Hydra-free :class:`~getiaction_export.pipeline.ExportPipeline` and records its own result; the
 process exit code is set after Hydra returns (``sys.exit`` inside a job would abort a sweep).
 
-Exit codes: 0 ok; 1 internal error; 2 config/input error; 3 export error; 4 parity failure.
+Exit codes: 0 ok; 1 internal error; 2 config/input error; 3 export error; 4 parity failure;
+130 interrupted (Ctrl-C or SIGTERM).
 A sweep exits with the first failed job's code.
 
 This module imports no torch: ``--help``, ``--cfg job`` and ``--info`` stay fast.
@@ -15,6 +16,7 @@ This module imports no torch: ``--help``, ``--cfg job`` and ``--info`` stay fast
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from getiaction_export.config import GROUPS, register_schemas, suggest, validate
 CONFIG_MODULE = "getiaction_export.conf"
 CONFIG_NAME = "config"
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 
 _job_exit_codes: list[int] = []
 
@@ -56,10 +59,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     _job_exit_codes.clear()
     summary.last_exit_code = None
     sys.argv = [sys.argv[0], *args]
-    _hydra_entry()
+    signal.signal(signal.SIGTERM, _interrupt)  # Slurm's timeout and `kill`: clean up like Ctrl-C
+    try:
+        _hydra_entry()
+    except KeyboardInterrupt:
+        print("interrupted: artifacts under their final names are complete; see result.json", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     codes = _job_exit_codes if summary.last_exit_code is None else [summary.last_exit_code]
     failed = [code for code in codes if code]
     sys.exit(failed[0] if failed else 0)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 @hydra.main(version_base="1.3", config_path="pkg://" + CONFIG_MODULE, config_name=CONFIG_NAME)
@@ -223,10 +235,20 @@ def preflight(overrides: list[str], flags: list[str]) -> None:
             except (HydraException, OmegaConfBaseException) as error:
                 raise ConfigError(_composition_message(error, variant, config_name)) from None
             except YAMLError as error:  # a YAML tag or syntax error in a user's config file
-                raise ConfigError(f"config: refused YAML: {_first_line(error)}") from None
+                raise ConfigError(_yaml_message(error, config_name)) from None
             validate(cfg, policy_name(cfg))
             _check_paths(cfg, multirun)
     GlobalHydra.instance().clear()
+
+
+def _yaml_message(error: Exception, config_name: str) -> str:
+    """One line naming the file and line of a YAML error (safe loading refuses Python tags)."""
+    mark = getattr(error, "problem_mark", None)
+    name = getattr(mark, "name", "") or ""
+    where = name if name and not name.startswith("<") else f"{config_name}.yaml"
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or _first_line(error)
+    return f"config: {where}{line}: refused: {problem}"
 
 
 def _check_option(group: str, options: list[str], loader: Any, extra_dir: str | None) -> None:

@@ -41,7 +41,7 @@ import onnx
 import torch
 from torch import nn
 
-from getiaction.errors import ConfigError, ExportError, OpsetError
+from getiaction.errors import ConfigError, ExportError, ForwardError, OpsetError
 from getiaction.export.atomic import atomic_write_bytes, prepare_parent
 from getiaction.export.versions import package_versions
 
@@ -335,9 +335,14 @@ def output_tensors(output: Any, keys: Sequence[str] | None = None) -> tuple[torc
     return tuple(output)
 
 
+def describe_sample(sample: Mapping[str, torch.Tensor]) -> str:
+    """``state[1, 7] float32, images.top[1, 3, 64, 64] float32``."""
+    return ", ".join(f"{k}{list(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in sample.items())
+
+
 def _probe_forward(model: nn.Module, sample: dict[str, torch.Tensor], style: CallStyle) -> _Probe:
     tracked = _TrackingDict(sample)
-    described = ", ".join(f"{k}{list(v.shape)}" for k, v in sample.items())
+    described = describe_sample(sample)
     try:
         with torch.no_grad():
             if style is CallStyle.KWARGS:
@@ -353,9 +358,9 @@ def _probe_forward(model: nn.Module, sample: dict[str, torch.Tensor], style: Cal
     except TypeError as error:
         if style is CallStyle.KWARGS:
             raise ConfigError(f"input_sample: the forward rejects the sample's keys: {_first_line(error)}") from error
-        raise ExportError(f"forward failed on the input sample ({described}): {_first_line(error)}") from error
+        raise ForwardError(f"forward failed on the input sample ({described}): {_first_line(error)}") from error
     except Exception as error:
-        raise ExportError(
+        raise ForwardError(
             f"forward failed on the input sample ({described}): {type(error).__name__}: {_first_line(error)}"
         ) from error
 
@@ -615,6 +620,11 @@ class _ExportJob:
                 )
             except TypeError as error:
                 raise ConfigError(f"export argument rejected by torch.onnx.export: {_first_line(error)}") from error
+            except ImportError as error:
+                raise ConfigError(
+                    f"the dynamo exporter needs {error.name or 'onnxscript'}, which is not installed: "
+                    "pip install onnxscript, or use exporter=torchscript with opset_version <= 20"
+                ) from error
             except Exception as error:
                 message = _first_line(error)
                 if "Constraints violated" in str(error) or "specializ" in str(error):

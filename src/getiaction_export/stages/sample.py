@@ -100,5 +100,11 @@ def load_sample_file(path: str | None) -> dict[str, torch.Tensor]:
     except ConfigError:
         raise
     except Exception as error:
-        raise ConfigError(f"input_sample.path: cannot read {path}: {type(error).__name__}") from error
+        if file.suffix == ".npz":
+            raise ConfigError(
+                f"input_sample.path: {path} is not a valid .npz archive of named arrays "
+                "(write one with numpy.savez(path, state=..., ...))"
+            ) from error
+        reason = type(error).__name__
+        raise ConfigError(f"input_sample.path: cannot read {path} as a dict of tensors: {reason}") from error
     raise ConfigError(f"input_sample.path: {path} must be an .npz or .pt file")
