@@ -345,8 +345,8 @@ class ExportPipeline:
             if fmt.precision == "fp16":
                 try:
                     convert_to_fp16(exported.path, staged, sample)
-                except ExportError as error:
-                    raise ExportError(f"format.{error}") from error
+                except ExportError as error:  # the library names its argument; name the config key
+                    raise ExportError(str(error).replace("precision=", "format.precision=")) from error
             else:
                 shutil.copyfile(exported.path, staged)
         half = ", float16" if fmt.precision == "fp16" else ""

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -114,10 +115,13 @@ def convert_onnx_to_openvino(
     prepare_parent(path)
     props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     try:
-        model = ov.convert_model(str(onnx_path))
+        # The bytes, not the path: convert_model splits a path string at commas (a list of files),
+        # and Hydra sweep folders are named like "format=onnx,opset_version=17".
+        model = ov.convert_model(io.BytesIO(Path(onnx_path).read_bytes()))
     except Exception as error:  # OpenVINO raises its own untyped errors
         raise ExportError(f"OpenVINO could not convert the ONNX graph: {_first_line(error)}") from error
     props["getiaction.precision"] = "fp16-weights" if compress_to_fp16 else "fp32"
+    _keep_only_io_names(model)
     for key, value in props.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
     with _atomic_pair(path) as temp_xml:
@@ -164,6 +168,22 @@ def _atomic_pair(xml_path: Path) -> Iterator[Path]:
             os.replace(temp_bin, bin_path_of(xml_path))
         finally:
             temp_bin.unlink(missing_ok=True)
+
+
+def _keep_only_io_names(model: Any) -> None:
+    """Drop the names of intermediate tensors, so a compiled output port is named after the graph's output only.
+
+    When the CPU plugin folds a no-op (the Dummy policy's final Reshape), the Result takes over
+    the producer's tensor names: the compiled port is then ``{'/model/net/net.2/Gemm_output_0',
+    'action'}`` and ``any_name`` is the Gemm's, which is the name physicalai's OpenVINO adapter
+    reads its outputs by (``compiled_model.outputs[i].any_name``), so ``action`` goes missing.
+    """
+    keep = {name for port in [*model.inputs, *model.outputs] for name in port.get_names()}
+    for op in model.get_ops():
+        for output in op.outputs():
+            names = output.get_names()
+            if names and not names & keep:
+                output.get_tensor().set_names(set())
 
 
 def _spec(port: Any, props: Mapping[str, str]) -> TensorSpec:
