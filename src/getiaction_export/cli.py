@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     register_schemas()
     flags, overrides = _split_args(args)
+    if {"--help", "-h"} & set(flags):
+        print(app_help(overrides, flags))
+        sys.exit(0)
     if not _NO_JOB_FLAGS & set(flags):
         try:
             preflight(overrides, flags)
@@ -191,6 +194,33 @@ def _options(group: str, extra_dir: str | None) -> list[str]:
 LAUNCHER_GROUP = "hydra/launcher"
 LAUNCHER_PLUGINS = {"joblib": "joblib", "ray": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm"}
 """Launchers that come from Hydra plugins, and the extra of this project that installs each."""
+
+
+def app_help(overrides: list[str], flags: list[str]) -> str:
+    """``--help``: Hydra's app help (groups, then the composed config), without Hydra's cost.
+
+    Hydra lists config groups by re-reading its whole config repository once per group (over a
+    second with the launcher plugins installed); the groups here come from the YAML files.
+    """
+    from hydra import compose
+
+    GlobalHydra.instance().clear()
+    context, config_name, extra_dir = _config_source(flags)
+    with context:
+        try:
+            cfg = compose(config_name=config_name, overrides=overrides)
+            config = OmegaConf.to_yaml(cfg)
+        except Exception as error:  # help must not fail on a bad override: show the defaults' config
+            config = f"(cannot compose with {' '.join(overrides)}: {_first_line(error)})\n"
+    GlobalHydra.instance().clear()
+    groups = "\n".join(f"{group}: {', '.join(_options(group, extra_dir))}" for group in GROUPS)
+    return (
+        "getiaction-export: export a policy to verified artifacts (torch, onnx, openvino).\n"
+        "Usage: python -m getiaction_export [-m] [group=option ...] [key=value ...]\n\n"
+        "== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n"
+        f"{groups}\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n{config}\n"
+        "Powered by Hydra (https://hydra.cc)\nUse --hydra-help to view Hydra specific help"
+    )
 
 
 def preflight(overrides: list[str], flags: list[str]) -> None:

@@ -220,3 +220,11 @@ def test_format_all_without_openvino_can_name_its_formats(cli, tmp_path: Path) -
     state = torch.randn(3, 7)
     (actual,) = ort.InferenceSession(result["artifacts"]["onnx"]).run(None, {"state": state.numpy()})
     np.testing.assert_allclose(actual, reloaded({"state": state}).detach().numpy(), atol=1e-5)
+
+
+def test_help_lists_every_format_and_the_composed_config(cli) -> None:
+    run = cli("--help", "format=openvino")
+    assert run.returncode == 0, run.output
+    assert "format: all, onnx, openvino, torch" in run.stdout
+    assert "  name: openvino\n" in run.stdout and "  precision: fp32\n" in run.stdout
+    assert "Use --hydra-help" in run.stdout
