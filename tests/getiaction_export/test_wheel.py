@@ -23,7 +23,8 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     conf = "getiaction_export/conf"
     for required in (f"{conf}/config.yaml", f"{conf}/policy/dummy.yaml", f"{conf}/format/onnx.yaml",
-                     f"{conf}/hydra/job_logging/getiaction.yaml", "getiaction/policies/dummy/policy.py"):
+                     f"{conf}/hydra/job_logging/getiaction.yaml", f"{conf}/hydra/launcher/slurm.yaml",
+                     f"{conf}/policy/act.yaml", "getiaction/policies/dummy/policy.py"):
         assert required in names, required
 
     site = tmp_path / "site"
