@@ -1,8 +1,9 @@
 """Optional dependencies (pip extras): is one installed, and one line that says how to get it.
 
-OpenVINO (``[openvino]``) and onnxslim (``[simplify]``) are not needed for the ONNX and torch
-formats, so they are imported only when a feature needs them. This module imports neither, nor
-torch: the application's config check asks :func:`installed` before anything heavy runs.
+OpenVINO (``[openvino]``), onnxslim (``[simplify]``) and the physicalai runtime (``[deploy]``) are
+not needed for the ONNX and torch formats, so they are imported only when a feature needs them.
+This module imports none of them, nor torch: the application's config check asks
+:func:`installed` before anything heavy runs.
 
 Example:
     >>> installed("json"), installed("no_such_package_here")
@@ -19,7 +20,7 @@ from types import ModuleType
 
 from getiaction.errors import ConfigError
 
-EXTRAS = {"openvino": "openvino", "onnxslim": "simplify"}
+EXTRAS = {"openvino": "openvino", "onnxslim": "simplify", "physicalai": "deploy"}
 """Import name -> the pip extra of getiaction-export that installs it."""
 
 
