@@ -118,6 +118,9 @@ class OnnxFormatSchema:
     """Simplify the graph with onnxslim; the result replaces the export only if it passes verification too."""
     latency: bool = True
     """Measure median batch-1 latency of PyTorch eager and of the runtime, and the speed-up."""
+    runtime_check: bool | None = None
+    """Load the package (manifest.json + model) in the physicalai runtime and check it against PyTorch;
+    null: when physicalai is installed (the ``[deploy]`` extra)."""
 
 
 @dataclass
@@ -378,6 +381,8 @@ def _check_formats(fmt: OnnxFormatSchema, errors: _Errors) -> None:
                        "drop it or use format=onnx")
         elif not installed("onnxslim"):
             errors.add(missing_message("format.simplify=true", "onnxslim"))
+    if fmt.runtime_check and not installed("physicalai"):
+        errors.add(missing_message("format.runtime_check=true", "physicalai"))
 
 
 def job_formats(fmt: Any) -> list[tuple[str, Any]]:

@@ -57,7 +57,9 @@ from getiaction_export.stages import latency
 from getiaction_export.stages.build import BuiltPolicy, build_policy, sha256_of
 from getiaction_export.stages.check import check_onnx, check_openvino
 from getiaction_export.stages.export import export_onnx_artifact, export_torch_artifact
+from getiaction_export.stages.package import PACKAGE_FORMATS, manifest_stage
 from getiaction_export.stages.report import write_result
+from getiaction_export.stages.runtime_check import runtime_check_stage
 from getiaction_export.stages.sample import make_input_sample
 from getiaction_export.stages.verify import (
     ONNXRUNTIME_OPTIONS,
@@ -274,8 +276,15 @@ class ExportPipeline:
                     self._onnx(built, sample, fmt)
                 else:
                     self._torch(built, sample, fmt)
+                if name in PACKAGE_FORMATS:
+                    with self._stage("runtime_check"):  # the package as it will be, in physicalai, before promote
+                        runtime_check_stage(self.out_dir, self.result, name, fmt, built.module, sample,
+                                            self.config.policy.get("call_style", "dict"),
+                                            dict(zip(self.final_paths[name], self.staging_paths[name], strict=True)),
+                                            self.echo)
                 with self._stage("promote"):
                     self._promote(name)
+                    manifest_stage(self.out_dir, self.result, name, built.module, self.echo)  # manifest.json
             except Exception as error:
                 record.update(status="failed", error=one_line(error), error_kind=error_kind(error),
                               stage=self.result["stage"])

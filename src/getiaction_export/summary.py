@@ -13,7 +13,7 @@ Example:
     ...          "latency_ms": 0.012, "speedup": 3.52, "status": "ok", "export_s": 0.1, "size": "4.4 kB",
     ...          "error": ""}]
     >>> print(markdown_table(rows).splitlines()[2])
-    | opset=14 | dummy | onnx | 14/14 | fp32 | torchscript | 1.0e-07 | 0.012 | 3.52x | ✅ ok | 0.10 | 4.4 kB |  |  |
+    | opset=14 | dummy | onnx | 14/14 | fp32 | torchscript | 1.0e-07 |  | 0.012 | 3.52x | ✅ ok | 0.10 | 4.4 kB |  |  |
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from getiaction.export.atomic import atomic_write_text
 log = logging.getLogger("getiaction_export")
 
 RESULT_FILE = "result.json"
-COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "latency_ms", "speedup",
-           "status", "export_s", "size", "sha256", "error"]
-HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter", "max abs diff", "latency ms (b=1)",
-           "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
+COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "runtime_check", "latency_ms",
+           "speedup", "status", "export_s", "size", "sha256", "error"]
+HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter", "max abs diff",
+           "physicalai check", "latency ms (b=1)", "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
 
 last_exit_code: int | None = None
@@ -85,6 +85,7 @@ def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int,
             "exporter": "" if torch_only else common["exporter"],
             "precision": record.get("precision", result.get("precision", "")),
             "max_abs_diff": _worst(record.get("parity") or {}),
+            "runtime_check": _runtime_cell(result.get("runtime_check") or {}, format_name),
             "latency_ms": latency.get("runtime_ms"),
             "speedup": latency.get("speedup"),
             "status": _status(record.get("status", status), record.get("error_kind", result.get("error_kind"))),
@@ -101,6 +102,17 @@ def _status(status: str, error_kind: str | None) -> str:
     if status == "ok":
         return "ok"
     return "parity" if error_kind == "parity" or status == "parity" else "failed"
+
+
+def _runtime_cell(checks: dict[str, Any], format_name: str) -> str:
+    """The physicalai runtime check of one format: ``ok 9.5e-07`` (its worst difference), ``failed`` or ``skipped``."""
+    figures = (checks.get("backends") or {}).get(format_name)
+    if figures is None:
+        return "skipped" if checks.get("status") == "skipped" and format_name != "torch" else ""
+    if not figures.get("passed"):
+        return "failed"
+    worst = _worst(figures.get("parity") or {})
+    return f"ok {worst:.1e}" if worst is not None else "ok"
 
 
 def _worst(parity: dict[str, Any]) -> float | None:
