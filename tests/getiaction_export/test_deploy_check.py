@@ -1,0 +1,188 @@
+"""``python -m getiaction_export.deploy_check DIR``: a clear verdict on good, malformed and mismatched packages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from getiaction.policies import Dummy
+from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema
+from getiaction_export.deploy_check import EXIT_NOT_DEPLOYABLE, EXIT_OK, NotDeployable, check, main
+from getiaction_export.pipeline import ExportPipeline
+
+pytest.importorskip("physicalai", reason="the [deploy] extra (physicalai) is part of [dev]")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A good package: the Dummy policy as ONNX and OpenVINO, exported by the pipeline."""
+    folder = tmp_path_factory.mktemp("dummy")
+    fmt = AllFormatSchema(formats=["onnx", "openvino"], opset_version=17, latency=False, num_random_inputs=1,
+                          verify_batch_sizes=[1, 2], runtime_check=False)
+    config = ExportConfig(policy={"_target_": "getiaction.policies.Dummy", "seed": 0, "kwargs": {}},
+                          input_sample=InputSampleSchema(), format=fmt, policy_name="dummy")
+    assert ExportPipeline(config, folder, echo=lambda line: None).run()["status"] == "ok"
+    return folder
+
+
+@pytest.fixture
+def copy(package: Path, tmp_path: Path) -> Callable[..., Path]:
+    """A copy of the good package, its manifest edited by ``edit(manifest)`` when given."""
+
+    def make(edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        folder = tmp_path / "pkg"
+        shutil.copytree(package, folder)
+        if edit is not None:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            edit(manifest)
+            (folder / "manifest.json").write_text(json.dumps(manifest))
+        return folder
+
+    return make
+
+
+def verdict(folder: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main([str(folder), *args])
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+def test_a_good_package_is_deployable(package: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = verdict(package, capsys)
+    assert code == EXIT_OK, err
+    assert "✓ manifest.json: backends onnx, openvino (default onnx)" in out
+    assert "✓ physicalai 0.3" in out and "runs onnx (default): inputs ['state'], predict_action_chunk -> (1, 7)" in out
+    assert "runs openvino" in out and out.rstrip().endswith("runs in physicalai")
+    assert err == ""
+
+
+def _two_models(folder: Path) -> None:
+    shutil.copyfile(folder / "dummy.onnx", folder / "old.onnx")
+
+
+def _hand_made_onnx(folder: Path, write: Callable[[Path], None]) -> None:
+    """Replace the package by an ONNX file ``write`` makes and a manifest without our records (no sha256)."""
+    for name in ("dummy.xml", "dummy.bin", "dummy.onnx"):
+        (folder / name).unlink()
+    write(folder / "dummy.onnx")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model"]["artifacts"] = {"onnx": "dummy.onnx"}
+    del manifest["getiaction"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _rename_action(folder: Path) -> None:
+    """Outputs not called ``action``."""
+    _hand_made_onnx(folder, lambda path: Dummy().to_onnx(path, opset_version=17, output_names=["actions"]))
+
+
+def _float64_input(folder: Path) -> None:
+    """A float64 model (our exporter refuses float64 inputs), by the legacy exporter."""
+
+    def write(path: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript-based ONNX export"
+            torch.onnx.export(torch.nn.Linear(7, 7).double(), (torch.zeros(1, 7, dtype=torch.float64),), str(path),
+                              input_names=["state"], output_names=["action"], opset_version=17, dynamo=False)
+
+    _hand_made_onnx(folder, write)
+
+
+def _replace_model(folder: Path) -> None:
+    torch.manual_seed(1)
+    Dummy().to_onnx(folder / "dummy.onnx", opset_version=17)  # a valid model, not the exported one
+
+
+BROKEN: dict[str, tuple[Callable[[Path], None] | None, Callable[[dict[str, Any]], None] | None, str]] = {
+    "wrong backend key": (None, lambda m: m["model"].update(artifacts={"model": "dummy.onnx"}),
+                          "model.artifacts: first key 'model' is not a backend (the runtime reads it as the backend "
+                          "name); use one of onnx, openvino"),
+    "unknown second backend": (None, lambda m: m["model"]["artifacts"].update(tensorrt="dummy.engine"),
+                               "model.artifacts: key 'tensorrt' is not a backend"),
+    "two models": (_two_models, None, "two onnx models in"),
+    "missing model file": (lambda f: (f / "dummy.onnx").unlink(), None,
+                           "model.artifacts.onnx: dummy.onnx is missing from"),
+    "missing OpenVINO weights": (lambda f: (f / "dummy.bin").unlink(), None,
+                                 "dummy.bin (the weights of dummy.xml) is missing"),
+    "suffix of another backend": (None, lambda m: m["model"].update(artifacts={"onnx": "dummy.xml"}),
+                                  "model.artifacts.onnx: dummy.xml is not a .onnx file"),
+    "no manifest": (lambda f: (f / "manifest.json").unlink(), None, "no manifest.json in"),
+    "manifest not JSON": (lambda f: (f / "manifest.json").write_text('{"model": {"artifacts": '), None,
+                          "manifest.json is not valid JSON: Expecting value: line 1"),
+    "manifest not an object": (lambda f: (f / "manifest.json").write_text("[]"), None,
+                               "manifest.json holds a JSON list, not an object"),
+    "schema violation": (None, lambda m: m["model"].update(runner={}), "manifest.json: model.runner"),
+    "another format": (None, lambda m: m.update(format="lerobot"), "format is 'lerobot', not 'policy_package'"),
+    "unsafe policy.name": (None, lambda m: m["policy"].update(name="../dummy"),
+                           "policy.name '../dummy': the runtime accepts only"),
+    "model changed since export": (_replace_model, None, "dummy.onnx changed since export: sha256"),
+    "outputs not named action": (_rename_action, None,
+                                 "onnx: the model's outputs are ['actions']; the runtime's select_action"),
+    "float64 input": (_float64_input, None, "onnx: input 'state' is float64"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_package_is_reported_in_one_line(
+    case: str, copy: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    change_files, edit, message = BROKEN[case]
+    folder = copy(edit)
+    if change_files is not None:
+        change_files(folder)
+    code, out, err = verdict(folder, capsys)
+    assert code == EXIT_NOT_DEPLOYABLE, out
+    assert err.count("\n") == 1 and err.startswith(f"error: {folder}: "), err
+    assert message in err
+    assert "Traceback" not in out + err and out == "NOT deployable\n"
+
+
+def test_a_manifest_naming_another_file_than_policy_name_loads(copy: Callable[..., Path]) -> None:
+    """policy.name picks the file; one that names no file of the backend falls back to the only one."""
+    folder = copy(lambda m: m["policy"].update(name="renamed"))
+    report = check(folder)
+    assert report.backends["onnx"] == {"chunk": [1, 7], "default": True}
+
+
+def test_a_single_camera_package_deploys_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = ExportConfig(
+        policy={"_target_": "getiaction.policies.ACT", "seed": 0, "kwargs": {"config": {
+            "state_dim": 4, "action_dim": 3, "chunk_size": 5, "image_shape": [3, 16, 16], "encoder_channels": [8],
+            "dim_model": 16, "n_heads": 2, "n_encoder_layers": 1, "n_decoder_layers": 1, "dim_feedforward": 32}}},
+        input_sample=InputSampleSchema(), policy_name="act",
+        format=AllFormatSchema(formats=["onnx"], opset_version=17, latency=False, num_random_inputs=1,
+                               verify_batch_sizes=[1], runtime_check=False))
+    assert ExportPipeline(config, tmp_path, echo=lambda line: None).run()["status"] == "ok"
+    code, out, _ = verdict(tmp_path, capsys)
+    assert code == EXIT_OK
+    assert "predict_action_chunk -> (5, 3)" in out  # uint8 (1, 16, 16, 3) frames through to_float_tensor
+    assert "! robot loop: with one camera the robot loop feeds it as 'images', the graph reads 'images.top'" in out
+
+
+def test_check_only_one_backend(package: Path) -> None:
+    assert set(check(package, "openvino").backends) == {"openvino"}
+    with pytest.raises(NotDeployable, match="--backend torch: the manifest declares only onnx, openvino"):
+        check(package, "torch")
+
+
+def test_the_command_line_exit_codes(package: Path, copy: Callable[..., Path]) -> None:
+    def run(folder: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "getiaction_export.deploy_check", str(folder)],
+                              capture_output=True, text=True, timeout=120)
+
+    good = run(package)
+    assert good.returncode == EXIT_OK, good.stderr
+    assert "deployable" in good.stdout and "INFO" not in good.stdout + good.stderr  # the runtime's log is quiet
+    bad = run(copy(lambda m: m["model"].update(artifacts={"model": "dummy.onnx"})))
+    assert bad.returncode == EXIT_NOT_DEPLOYABLE
+    assert bad.stderr.count("\n") == 1 and "first key 'model' is not a backend" in bad.stderr
