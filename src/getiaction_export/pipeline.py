@@ -38,11 +38,12 @@ from getiaction.errors import (
     CheckpointError,
     ConfigError,
     ExportError,
+    ForwardError,
     GetiActionError,
     VerificationError,
 )
 from getiaction.export.atomic import prepare_parent
-from getiaction.export.onnx import OnnxExportResult
+from getiaction.export.onnx import OnnxExportResult, describe_sample
 from getiaction.export.transforms import convert_to_fp16
 from getiaction.export.versions import package_versions
 from getiaction_export.config import (
@@ -81,6 +82,7 @@ EXIT_INTERNAL = 1
 EXIT_CONFIG = 2
 EXIT_EXPORT = 3
 EXIT_PARITY = 4
+EXIT_INTERRUPTED = 130
 EXIT_CODES = {"ok": EXIT_OK, "internal": EXIT_INTERNAL, "config": EXIT_CONFIG, "export": EXIT_EXPORT,
               "parity": EXIT_PARITY}
 
@@ -141,6 +143,7 @@ class ExportPipeline:
         """``provenance``: the resolved config (no output paths), its hash and seeds, recorded in
         ``result.json`` and inside the model file."""
         self.config = config
+        self._module: torch.nn.Module | None = None
         self.provenance = dict(provenance or {})
         self.out_dir = Path(config.output_dir) if config.output_dir else Path(out_dir)
         self.echo = echo or log.info
@@ -189,17 +192,40 @@ class ExportPipeline:
             self._run_stages()
             self.result.update(status="ok", exit_code=EXIT_OK)
         except Exception as error:  # the job's edge: every failure becomes a recorded result
-            kind = error_kind(error)
-            self.result.update(error=one_line(error), error_kind=kind, exit_code=EXIT_CODES[kind])
-            self.echo(f"[{self.result['stage']}] ✗ {one_line(error)}")
+            self._fail(self._blame_sample(error))
             log.debug("traceback of the failure", exc_info=True)
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, see cli): clean up, record, then let it stop the run
+            self._fail(None)
+            self._finish(started)
+            raise
         finally:
             staged = [path for paths in self.staging_paths.values() for path in paths]
             for path in [self.source_path, self.simplified_path, *staged]:
                 path.unlink(missing_ok=True)
+        self._finish(started)
+        return self.result
+
+    def _finish(self, started: float) -> None:
         self.result["timings"]["total"] = round(time.perf_counter() - started, 4)
         self._write_report()
-        return self.result
+
+    def _fail(self, error: BaseException | None) -> None:
+        """Record a failure; ``None`` means the user interrupted the run."""
+        if error is None:
+            message, kind, code = "interrupted (Ctrl-C or SIGTERM)", "interrupted", EXIT_INTERRUPTED
+        else:
+            message, kind = one_line(error), error_kind(error)
+            code = EXIT_CODES[kind]
+        self.result.update(error=message, error_kind=kind, exit_code=code)
+        self.echo(f"[{self.result['stage']}] ✗ {message}")
+
+    def _blame_sample(self, error: Exception) -> Exception:
+        """A forward that rejects a user-given sample (random/file) is an input error, not an export error."""
+        if not isinstance(error, ForwardError) or self.config.input_sample.name == "from_policy":
+            return error
+        own = getattr(self._module, "sample_input", None) if self._module is not None else None
+        hint = f"; the policy's own sample_input is {describe_sample(own)}" if own else ""
+        return ConfigError(f"input_sample={self.config.input_sample.name}: {error}{hint}")
 
     def _write_report(self) -> None:
         self.result["stage_failed"] = self.result["stage"] if self.result["status"] != "ok" else None
@@ -249,6 +275,7 @@ class ExportPipeline:
 
         with self._stage("build"):
             built = build_policy(config.policy, config.checkpoint, config.allowed_packages)
+            self._module = built.module
             self.result["policy"].update(
                 class_path=built.class_path, source=built.source, seed=built.seed,
                 checkpoint=built.checkpoint, checkpoint_sha256=built.checkpoint_sha256,

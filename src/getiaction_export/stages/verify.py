@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from getiaction.errors import ConfigError
 from getiaction.export.onnx import call_with_batch, output_tensors
 from getiaction_export.stages.sample import random_tensor
 
@@ -145,7 +146,12 @@ def default_threads() -> int:
 
 def onnxruntime_session(path: Path, threads: int | None = None) -> Any:
     """An onnxruntime CPU session configured for batch-1 inference speed (see ONNXRUNTIME_OPTIONS)."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        raise ConfigError(
+            "onnxruntime is not installed; the ONNX parity gate needs it: pip install onnxruntime"
+        ) from error
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
