@@ -60,7 +60,7 @@ from getiaction_export.stages.check import check_onnx, check_openvino
 from getiaction_export.stages.export import export_onnx_artifact, export_torch_artifact
 from getiaction_export.stages.package import PACKAGE_FORMATS, manifest_stage
 from getiaction_export.stages.report import write_result
-from getiaction_export.stages.runtime_check import runtime_check_stage
+from getiaction_export.stages.runtime_check import remembered, runtime_check_stage
 from getiaction_export.stages.sample import make_input_sample
 from getiaction_export.stages.verify import (
     ONNXRUNTIME_OPTIONS,
@@ -397,7 +397,9 @@ class ExportPipeline:
 
         dynamic = bool(exported.dynamic_axes) and fmt.dynamic_batch
         cases = verification_inputs(sample, fmt.verify_batch_sizes, dynamic, fmt.num_random_inputs, fmt.seed)
-        reference = torch_runner(built.module, self.config.policy.get("call_style", "dict"), exported.input_names)
+        reference = remembered(built.module,  # the runtime check reuses these PyTorch outputs
+                               torch_runner(built.module, self.config.policy.get("call_style", "dict"),
+                                            exported.input_names))
         with self._stage("verify"):
             candidate = OnnxRuntimeModel(staged, self.threads)
             report = self._parity(reference, candidate, candidate.output_names, cases, fmt)
@@ -434,7 +436,9 @@ class ExportPipeline:
                             f"{'dynamic' if dynamic else 'static'} batch, {checked['nodes']} operations")
 
         cases = verification_inputs(sample, fmt.verify_batch_sizes, dynamic, fmt.num_random_inputs, fmt.seed)
-        reference = torch_runner(built.module, self.config.policy.get("call_style", "dict"), exported.input_names)
+        reference = remembered(built.module,  # the runtime check reuses these PyTorch outputs
+                               torch_runner(built.module, self.config.policy.get("call_style", "dict"),
+                                            exported.input_names))
         with self._stage("verify"):
             candidate = OpenVINOModel(staged, exported.output_names, self.threads)
             report = self._parity(reference, candidate, candidate.output_names, cases, fmt)
