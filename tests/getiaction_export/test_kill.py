@@ -126,7 +126,7 @@ def _run(scenario: Scenario, folder: Path, old: bytes | None) -> Outcome:
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Every selected scenario, three at a time (they mostly sleep)."""
-    mine = [item for item in request.session.items if item.module is request.module]
+    mine = [item for item in request.session.items if getattr(item, "module", None) is request.module]
     selected = {item.callspec.params["scenario"].id for item in mine
                 if hasattr(item, "callspec") and "scenario" in item.callspec.params}
     if any(item.name == test_ctrl_c_reports_one_line_and_records_the_interruption.__name__ for item in mine):

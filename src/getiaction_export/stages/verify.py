@@ -148,7 +148,7 @@ def onnxruntime_session(path: Path, threads: int | None = None) -> Any:
     """An onnxruntime CPU session configured for batch-1 inference speed (see ONNXRUNTIME_OPTIONS)."""
     try:
         import onnxruntime as ort
-    except ImportError as error:
+    except ModuleNotFoundError as error:  # not installed (an interrupted import is not this)
         raise ConfigError(
             "onnxruntime is not installed; the ONNX parity gate needs it: pip install onnxruntime"
         ) from error
