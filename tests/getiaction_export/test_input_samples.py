@@ -37,8 +37,9 @@ def test_file_sample_from_npz_and_pt(cli, tmp_path: Path) -> None:
 def test_file_sample_that_the_forward_rejects_is_reported(cli, tmp_path: Path) -> None:
     np.savez(tmp_path / "wrong.npz", state=np.zeros((1, 5), dtype=np.float32))
     run = cli("input_sample=file", f"input_sample.path={tmp_path / 'wrong.npz'}", "hydra.run.dir=job")
-    assert run.returncode == 3
-    assert "forward failed on the input sample (state[1, 5])" in run.output
+    assert run.returncode == 2  # the user's sample is at fault, not the export
+    assert "input_sample=file: forward failed on the input sample (state[1, 5] float32)" in run.output
+    assert "the policy's own sample_input is state[1, 7] float32" in run.output
     np.savez(tmp_path / "keys.npz", observation=np.zeros((1, 7), dtype=np.float32))
     run = cli("input_sample=file", f"input_sample.path={tmp_path / 'keys.npz'}", "hydra.run.dir=job2")
     assert run.returncode == 2
