@@ -215,7 +215,8 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     selected = {
         item.callspec.params["case"].id
         for item in request.session.items
-        if getattr(item, "module", None) is request.module and hasattr(item, "callspec") and "case" in item.callspec.params
+        if getattr(item, "module", None) is request.module
+        and hasattr(item, "callspec") and "case" in item.callspec.params
     }
     inputs = tmp_path_factory.mktemp("inputs")
     _write_inputs(inputs)
