@@ -66,7 +66,7 @@ def test_act_to_openvino_writes_a_verified_ir_with_latency(cli, tmp_path: Path) 
 
     model = ov.Core().read_model(str(job / "act.xml"))  # the IR is self-describing and names its ports
     assert model.get_rt_info(["getiaction", "policy.class_path"]).astype(str) == "getiaction.policies.act.policy.ACT"
-    assert {"state", "images.top"} <= set().union(*(port.get_names() for port in model.inputs))
+    assert {"state", "images"} <= set().union(*(port.get_names() for port in model.inputs))
     assert model.inputs[0].get_partial_shape()[0].is_dynamic
 
 

@@ -194,12 +194,12 @@ def test_robot_loop_observations_drive_a_two_camera_policy(packages: dict[str, A
     assert figures["policy_source"]["passed"] and figures["uint8_frames"]["max_abs_diff"] <= 1e-5
 
 
-def test_a_single_camera_policy_is_reported_not_drivable_by_the_robot_loop(packages: dict[str, Any]) -> None:
-    """The loop feeds one camera as ``images``; the graph reads ``images.top``: said, with what to feed instead."""
+def test_a_single_camera_policy_is_drivable_by_the_robot_loop(packages: dict[str, Any]) -> None:
+    """The loop feeds one camera as ``images``, and a one-camera graph reads exactly ``images``."""
     _, result, _ = packages["diffusion"]
     loop = result["package"]["robot_loop"]
-    assert loop["ok"] is False and loop["feeds"] == {"state": "state", "images.top": "images"}
-    assert "'images'" in loop["reason"] and "'images.top'" in loop["reason"]
+    assert loop["ok"] is True and loop["reason"] is None
+    assert loop["feeds"] == {"state": "state", "images": "images"}
     # uint8 (1, H, W, 3) frames under the graph's own key go through to_float_tensor exactly
     assert result["runtime_check"]["backends"]["onnx"]["robot_loop"]["uint8_frames"]["passed"] is True
 

@@ -23,6 +23,7 @@ from getiaction.errors import OpsetError
 from getiaction.export import load_policy
 from getiaction.export.serialization import from_plain, import_object
 from getiaction.policies.act import ACT, ACTConfig, Activation, NormalizationStats
+from getiaction.policies.act.model import image_key
 
 CONF = Path(__file__).parents[3] / "conf" / "policy"
 SHALLOW = ACTConfig(n_encoder_layers=1, n_decoder_layers=1, image_shape=(3, 32, 32))
@@ -38,7 +39,8 @@ def build(policy_cls: type, config: Any = None, seed: int = 0) -> Any:
 
 def input_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     """Graph input names and their shapes without the batch axis, in input order."""
-    shapes = {"state": (config.state_dim,), **{f"images.{c}": config.image_shape for c in config.cameras}}
+    images = {image_key(c, config.cameras): config.image_shape for c in config.cameras}
+    shapes = {"state": (config.state_dim,), **images}
     if getattr(config, "noise_input", False):
         shapes["noise"] = (config.chunk_size, config.action_dim)
     return shapes
@@ -58,7 +60,7 @@ def check_defaults(policy: Any, parameters: int) -> None:
     assert {k: tuple(v.shape) for k, v in sample.items()} == {k: (1, *s) for k, s in input_shapes(config).items()}
     assert all(v.dtype == torch.float32 for v in sample.values())
     assert all(torch.equal(sample[k], v) for k, v in policy.sample_input.items())
-    images = [v for k, v in sample.items() if k.startswith("images.")]
+    images = [v for k, v in sample.items() if k.startswith("images")]
     assert all(float(v.min()) >= 0.0 and float(v.max()) <= 1.0 for v in images)
     with torch.no_grad():
         assert policy(repeat_batch(sample, 3)).shape == (3, config.chunk_size, config.action_dim)
@@ -134,8 +136,8 @@ def policy() -> ACT:
 
 def test_default_size_and_shapes(policy: ACT) -> None:
     check_defaults(policy, parameters=1_248_334)
-    assert list(policy.sample_input) == ["state", "images.top"]
-    assert policy.sample_input["images.top"].shape == (1, 3, 64, 64)
+    assert list(policy.sample_input) == ["state", "images"]  # one camera: the robot loop's key
+    assert policy.sample_input["images"].shape == (1, 3, 64, 64)
 
 
 def test_two_cameras_and_a_non_square_image(tmp_path: Path, onnx_parity: Callable) -> None:
@@ -161,7 +163,7 @@ def test_normalization_is_inside_the_forward(policy: ACT) -> None:
     raw = policy.sample_input
     scaled = {
         "state": torch.from_numpy(stats.state_mean) + 2.0 * raw["state"],
-        "images.top": torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1) + 0.25 * raw["images.top"],
+        "images": torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1) + 0.25 * raw["images"],
     }
     with torch.no_grad():
         expected = policy(raw) * 3.0 + torch.arange(14.0)

@@ -40,7 +40,7 @@ def policy() -> Diffusion:
 
 def test_default_size_and_shapes(policy: Diffusion) -> None:
     check_defaults(policy, parameters=1_924_942)
-    assert list(policy.sample_input) == ["state", "images.top"]
+    assert list(policy.sample_input) == ["state", "images"]
     # The seeded noise is saved with the weights; the step embeddings follow from the config.
     assert "model.initial_noise" in policy.state_dict() and "model.step_embeddings" not in policy.state_dict()
 
@@ -91,7 +91,7 @@ def test_fixed_noise_is_deterministic_and_seeded(policy: Diffusion) -> None:
 def test_noise_input_switch(tmp_path: Path, onnx_parity: Callable) -> None:
     policy = build(Diffusion, DiffusionConfig(noise_input=True))
     sample = policy.sample_input
-    assert list(sample) == ["state", "images.top", "noise"] and sample["noise"].shape == (1, 16, 14)
+    assert list(sample) == ["state", "images", "noise"] and sample["noise"].shape == (1, 16, 14)
     assert "model.initial_noise" not in policy.state_dict()
     with torch.no_grad():
         assert float((policy(sample) - policy({**sample, "noise": -sample["noise"]})).abs().max()) > 1e-3

@@ -87,7 +87,8 @@ class NormalizationStats:
 def check_vision(cameras: tuple[str, ...], image_shape: tuple[int, ...], encoder_channels: tuple[int, ...]) -> None:
     """Check the image-side fields shared by the policies' configs.
 
-    Camera names become input keys ``images.<name>`` and module names, hence identifiers.
+    Camera names become module names, hence identifiers, and input keys: ``images`` for a single
+    camera, ``images.<name>`` for several (the physicalai robot loop's convention).
     """
     if any(not isinstance(name, str) or not name.isidentifier() for name in cameras):
         raise ValueError(f"cameras: {cameras!r} must be identifiers such as 'top' or 'wrist'")
@@ -111,7 +112,8 @@ def check_positive(owner: object, *names: str) -> None:
 class ACTConfig:
     """Action Chunking Transformer: camera images and a state vector in, ``chunk_size`` actions out.
 
-    Inputs: ``state`` (B, state_dim) and ``images.<camera>`` (B, *image_shape), floats in [0, 1].
+    Inputs: ``state`` (B, state_dim) and ``images`` (one camera) or ``images.<camera>`` (several),
+    (B, *image_shape) floats in [0, 1].
     Output: ``action`` (B, chunk_size, action_dim).
     """
 

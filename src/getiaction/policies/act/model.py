@@ -31,9 +31,16 @@ def export_args() -> dict[str, Any]:
     return {"onnx": {"output_names": ["action"], "dynamic_axes": {"action": {0: "batch"}}}}
 
 
-def image_key(camera: str) -> str:
-    """The input key of one camera's image."""
-    return f"images.{camera}"
+def image_key(camera: str, cameras: tuple[str, ...]) -> str:
+    """The input key of one camera's image: ``images`` when it is the only one, else ``images.<camera>``.
+
+    The same convention as the physicalai robot loop, so a deployed package is fed without renaming.
+
+    Example:
+        >>> image_key("top", ("top",)), image_key("top", ("top", "wrist"))
+        ('images', 'images.top')
+    """
+    return "images" if len(cameras) == 1 else f"images.{camera}"
 
 
 def sample_observation(
@@ -42,7 +49,7 @@ def sample_observation(
     """A batch-1 observation: ``state`` from a normal distribution, then each camera's image in [0, 1]."""
     sample = {"state": torch.randn(1, state_dim, generator=generator)}
     for camera in cameras:
-        sample[image_key(camera)] = torch.rand(1, *image_shape, generator=generator)
+        sample[image_key(camera, cameras)] = torch.rand(1, *image_shape, generator=generator)
     return sample
 
 
@@ -215,7 +222,7 @@ class ACTModel(nn.Module):
         state = self.normalize_state(batch["state"])
         tokens = [self.state_projection(state).unsqueeze(1)]
         for camera, encoder in self.image_encoders.items():
-            features = encoder(self.normalize_image(batch[image_key(camera)]))
+            features = encoder(self.normalize_image(batch[image_key(camera, self.config.cameras)]))
             tokens.append(features.flatten(2).transpose(1, 2))  # (B, D, h, w) -> (B, h*w, D)
         memory = torch.cat(tokens, dim=1) + self.token_positions
         for encoder_layer in self.encoder:

@@ -31,8 +31,9 @@ class NoiseSchedule(StrEnum):
 class DiffusionConfig:
     """A denoiser over action chunks, run for ``num_steps`` deterministic DDIM steps in the forward.
 
-    Inputs: ``state`` (B, state_dim), ``images.<camera>`` (B, *image_shape) in [0, 1] for each of
-    ``cameras`` (none is fine), and ``noise`` (B, chunk_size, action_dim) when ``noise_input``.
+    Inputs: ``state`` (B, state_dim); camera images (B, *image_shape) in [0, 1] as ``images`` (one
+    camera) or ``images.<camera>`` for each of ``cameras`` (none is fine); and ``noise``
+    (B, chunk_size, action_dim) when ``noise_input``.
     Output: ``action`` (B, chunk_size, action_dim).
     """
 

@@ -171,7 +171,8 @@ class DiffusionModel(nn.Module):
         state = self.normalize_state(batch["state"])
         features = [state]
         for camera, encoder in self.image_encoders.items():
-            features.append(encoder(self.normalize_image(batch[image_key(camera)])).mean(dim=(2, 3)))
+            image = batch[image_key(camera, self.config.cameras)]
+            features.append(encoder(self.normalize_image(image)).mean(dim=(2, 3)))
         observation = self.observation_encoder(torch.cat(features, dim=1))
         step_features = self.step_encoder(self.step_embeddings)  # (num_steps, hidden)
         sample = batch["noise"] if self.config.noise_input else expand_batch(self.initial_noise, state)
