@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary.last_exit_code = None
     sys.argv = [sys.argv[0], *args]
     signal.signal(signal.SIGTERM, _interrupt)  # Slurm's timeout and `kill`: clean up like Ctrl-C
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN:
+    # restore Ctrl-C so an interrupted export is always cleaned up and recorded.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _hydra_entry()
     except KeyboardInterrupt:
