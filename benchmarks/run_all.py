@@ -1,7 +1,7 @@
 """Run the four benchmarks side by side in one run; print Markdown tables, write results.json beside this file.
 
-    .venv/bin/python benchmarks/run_all.py              # ~25 min on 2 cores
-    .venv/bin/python benchmarks/run_all.py --quick      # 1 round each, ~8 min
+    .venv/bin/python benchmarks/run_all.py              # ~30 min on 2 cores
+    .venv/bin/python benchmarks/run_all.py --quick      # 1 round each, ~10 min
 
 What each measures and its target: see RESULTS.md. Nothing here is a unit test: timings depend on
 the machine and its load, so they are reported, never asserted.
@@ -34,7 +34,7 @@ def main() -> None:
     print("\n## (4) config-only commands\n" + config_commands.table(results["config_commands"]), flush=True)
     results["overhead"] = [overhead.measure(policy, rounds or count) for policy, count in (("dummy", 5), ("act", 3))]
     print("\n## (1) tool overhead\n" + overhead.table(results["overhead"]), flush=True)
-    results["sweep_cost"] = sweep_cost.measure(rounds or 3)
+    results["sweep_cost"] = [sweep_cost.measure(rounds or 3, policy) for policy in ("dummy", "act")]
     print("\n## (3) sweep cost\n" + sweep_cost.table(results["sweep_cost"]), flush=True)
     results["runtime_speed"] = runtime_speed.measure(rounds or 3)
     print("\n## (2) exported speed\n" + runtime_speed.table(results["runtime_speed"]), flush=True)

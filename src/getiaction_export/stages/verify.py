@@ -127,16 +127,18 @@ ONNXRUNTIME_OPTIONS = {
     "execution_mode": "ORT_SEQUENTIAL",
     "inter_op_num_threads": 1,
     "intra_op_num_threads": "threads",
-    "session.intra_op.allow_spinning": "0",
+    "session.intra_op.allow_spinning": "1",
+    "session.force_spinning_stop": "1",
 }
 """How :func:`onnxruntime_session` configures onnxruntime (recorded in result.json with the latency).
 
-All graph optimizations (constant folding, node fusions such as LayerNorm, GELU, attention);
-one sequential stream of operators with ``threads`` threads inside each; and worker threads that
-sleep instead of spinning between operators. Spinning is onnxruntime's default and wins on an
-idle many-core machine, but on a small or shared CPU the spinning workers steal the cores the
-next operator needs: on 2 cores the ACT-like policy ran 1.5-3x faster with it off (see
-benchmarks/RESULTS.md)."""
+All graph optimizations (constant folding, layout changes for convolutions, fusions such as
+LayerNorm, GELU, MatMul+Add); one sequential stream of operators with ``threads`` threads inside
+each; worker threads that spin while a run needs them (onnxruntime's default; on an idle 2-core
+machine ACT-like batch-1 ran in 1.6 ms spinning vs 2.4 ms sleeping) and stop spinning when the
+run returns, so between calls they leave the cores to the rest of the process and the machine
+(PyTorch's own threads, the next runtime being measured, a robot's other processes). Measured
+trade-offs in benchmarks/RESULTS.md."""
 
 
 def default_threads() -> int:
@@ -158,7 +160,8 @@ def onnxruntime_session(path: Path, threads: int | None = None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
     options.intra_op_num_threads = threads or default_threads()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
