@@ -16,7 +16,6 @@ This module imports no torch: ``--help``, ``--cfg job`` and ``--info`` stay fast
 from __future__ import annotations
 
 import re
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from getiaction.errors import ConfigError
-from getiaction_export import summary
+from getiaction_export import interrupts, summary
 from getiaction_export.config import GROUPS, register_schemas, suggest, validate
 
 CONFIG_MODULE = "getiaction_export.conf"
@@ -62,10 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _job_exit_codes.clear()
     summary.last_exit_code = None
     sys.argv = [sys.argv[0], *args]
-    signal.signal(signal.SIGTERM, _interrupt)  # Slurm's timeout and `kill`: clean up like Ctrl-C
-    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN:
-    # restore Ctrl-C so an interrupted export is always cleaned up and recorded.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.install()  # Ctrl-C and SIGTERM: clean up, record, exit 130
     try:
         _hydra_entry()
     except KeyboardInterrupt:
@@ -74,10 +70,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     codes = _job_exit_codes if summary.last_exit_code is None else [summary.last_exit_code]
     failed = [code for code in codes if code]
     sys.exit(failed[0] if failed else 0)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 @hydra.main(version_base="1.3", config_path="pkg://" + CONFIG_MODULE, config_name=CONFIG_NAME)

@@ -46,6 +46,7 @@ from getiaction.export.atomic import prepare_parent
 from getiaction.export.onnx import OnnxExportResult, describe_sample
 from getiaction.export.transforms import convert_to_fp16
 from getiaction.export.versions import package_versions
+from getiaction_export import interrupts
 from getiaction_export.config import (
     ExportConfig,
     OnnxFormatSchema,
@@ -192,6 +193,10 @@ class ExportPipeline:
             self._run_stages()
             self.result.update(status="ok", exit_code=EXIT_OK)
         except Exception as error:  # the job's edge: every failure becomes a recorded result
+            if interrupts.received:  # e.g. a C extension's import turned Ctrl-C into ImportError
+                self._fail(None)
+                self._finish(started)
+                raise KeyboardInterrupt from error
             self._fail(self._blame_sample(error))
             log.debug("traceback of the failure", exc_info=True)
         except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, see cli): clean up, record, then let it stop the run
