@@ -22,13 +22,15 @@ APP = [PYTHON, "-m", "getiaction_export"]
 
 @dataclass
 class Child:
-    """One finished child process: wall seconds, peak resident memory (MB), output."""
+    """One finished child process: wall seconds, peak resident memory (MB), output, and how busy the
+    machine was meanwhile (mean count of runnable threads, ours included, from /proc/loadavg)."""
 
     seconds: float
     peak_mb: float
     returncode: int
     stdout: str
     stderr: str
+    runnable: float = 0.0
 
 
 def run_child(argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Child:
@@ -36,15 +38,16 @@ def run_child(argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] 
     started = time.perf_counter()
     process = subprocess.Popen(list(argv), cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    stdout, stderr = _drain(process)
+    (stdout, stderr), runnable = _drain(process)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Child(seconds, usage.ru_maxrss / 1024.0, process.returncode, stdout, stderr)
+    return Child(seconds, usage.ru_maxrss / 1024.0, process.returncode, stdout, stderr, runnable)
 
 
-def _drain(process: subprocess.Popen[str]) -> tuple[str, str]:
-    """Read both pipes to EOF without reaping the child (wait4 must see it to report its rusage)."""
+def _drain(process: subprocess.Popen[str]) -> tuple[tuple[str, str], float]:
+    """Read both pipes to EOF without reaping the child (wait4 must see it to report its rusage),
+    sampling the machine's runnable-thread count every 20 ms meanwhile."""
     import threading
 
     chunks: dict[str, str] = {}
@@ -56,9 +59,21 @@ def _drain(process: subprocess.Popen[str]) -> tuple[str, str]:
     threads = [threading.Thread(target=read, args=pipe) for pipe in pipes]
     for thread in threads:
         thread.start()
+    counts = []
+    while any(thread.is_alive() for thread in threads):
+        counts.append(runnable_now())
+        time.sleep(0.02)
     for thread in threads:
         thread.join()
-    return chunks["out"], chunks["err"]
+    return (chunks["out"], chunks["err"]), (sum(counts) / len(counts) if counts else 0.0)
+
+
+def runnable_now() -> int:
+    """Threads runnable on the machine right now (the 4th field of /proc/loadavg, minus this sampler)."""
+    try:
+        return max(0, int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def check(child: Child, what: str) -> Child:

@@ -36,7 +36,7 @@ def main() -> None:
     print("\n## (1) tool overhead\n" + overhead.table(results["overhead"]), flush=True)
     results["sweep_cost"] = [sweep_cost.measure(rounds or 3, policy) for policy in ("dummy", "act")]
     print("\n## (3) sweep cost\n" + sweep_cost.table(results["sweep_cost"]), flush=True)
-    results["runtime_speed"] = runtime_speed.measure(rounds or 3)
+    results["runtime_speed"] = runtime_speed.measure(rounds or 5)
     print("\n## (2) exported speed\n" + runtime_speed.table(results["runtime_speed"]), flush=True)
 
     results["load_average_after"] = load_average()
