@@ -94,8 +94,7 @@ def run_config(cfg: DictConfig, out_dir: Path, job: dict[str, Any] | None = None
 
     from getiaction_export.pipeline import EXIT_CONFIG as CONFIG_CODE
     from getiaction_export.pipeline import ExportPipeline, one_line
-    from getiaction_export.stages.build import sha256_of
-    from getiaction_export.stages.report import provenance, write_result
+    from getiaction_export.stages.report import provenance, sha256_of, write_result
 
     try:
         config = validate(cfg, policy_name=policy_name(cfg))

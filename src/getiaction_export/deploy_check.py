@@ -38,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from getiaction_export.stages.package import (
     drivability,
     is_image_input,
 )
+from getiaction_export.stages.report import sha256_of
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -73,14 +73,6 @@ class Report:
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _known_backends() -> dict[str, tuple[str, ...]]:
@@ -187,8 +179,8 @@ def _check_hashes(folder: Path, data: dict[str, Any], artifacts: dict[str, str])
     for backend in artifacts:
         for filename, digest in ((recorded.get(backend) or {}).get("files") or {}).items():
             path = folder / filename
-            if path.is_file() and digest and _sha256(path) != digest:
-                raise NotDeployable(f"{filename} changed since export: sha256 {_sha256(path)[:12]}, "
+            if path.is_file() and digest and sha256_of(path) != digest:
+                raise NotDeployable(f"{filename} changed since export: sha256 {sha256_of(path)[:12]}, "
                                     f"the manifest records {digest[:12]}")
 
 

@@ -56,11 +56,11 @@ from getiaction_export.config import (
     tolerances,
 )
 from getiaction_export.stages import latency
-from getiaction_export.stages.build import BuiltPolicy, build_policy, sha256_of
+from getiaction_export.stages.build import BuiltPolicy, build_policy
 from getiaction_export.stages.check import check_onnx, check_openvino
 from getiaction_export.stages.export import export_onnx_artifact, export_torch_artifact
 from getiaction_export.stages.package import PACKAGE_FORMATS, manifest_stage
-from getiaction_export.stages.report import write_result
+from getiaction_export.stages.report import sha256_of, write_result
 from getiaction_export.stages.runtime_check import remembered, runtime_check_stage
 from getiaction_export.stages.sample import make_input_sample
 from getiaction_export.stages.verify import (

@@ -25,7 +25,8 @@ from getiaction_export.config import (
     validate,
 )
 from getiaction_export.pipeline import ExportPipeline
-from getiaction_export.stages.build import build_policy, sha256_of
+from getiaction_export.stages.build import build_policy
+from getiaction_export.stages.report import sha256_of
 from getiaction_export.stages.verify import verification_inputs
 from tests.getiaction_export.conftest import read_json
 

@@ -9,13 +9,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +22,7 @@ from torch import nn
 from getiaction.errors import ConfigError, SerializationError
 from getiaction.export.serialization import from_plain
 from getiaction.export.torch import class_path_of, load_policy
+from getiaction_export.stages.report import sha256_of
 
 
 @dataclass
@@ -37,15 +36,6 @@ class BuiltPolicy:
     seed: int | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_policy(

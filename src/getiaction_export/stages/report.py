@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -47,10 +48,13 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     return path
 
 
-def read_result(path: Path) -> dict[str, Any]:
-    """Read a ``result.json``."""
-    data: dict[str, Any] = json.loads(Path(path).read_text())
-    return data
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 OUTPUT_KEYS = ("output_dir", "overwrite")

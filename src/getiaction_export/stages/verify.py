@@ -188,12 +188,6 @@ class OnnxRuntimeModel:
         return lambda: self.session.run(self.output_names, feed)
 
 
-def onnx_runner(path: Path, threads: int | None = None) -> tuple[Runner, list[str]]:
-    """Run an ONNX file in onnxruntime; return the runner and its output names."""
-    model = OnnxRuntimeModel(path, threads)
-    return model, model.output_names
-
-
 class OpenVINOModel:
     """An OpenVINO IR compiled for CPU at f32 inference precision, with the latency hint.
 
