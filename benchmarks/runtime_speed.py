@@ -1,6 +1,6 @@
 """(2) Exported speed: onnxruntime and OpenVINO vs PyTorch eager, ACT-like and diffusion-like policies,
 batch 1 and 8, with the runtimes configured exactly as the tool configures them for its latency
-report (getiaction_export.stages.verify), plus the variants that show what the speed comes from.
+report (getiaction_export.runtimes), plus the variants that show what the speed comes from.
 
 Every figure is measured in a fresh process (a runtime's idle worker threads must not slow the
 next one down), the configurations alternate within each round, and each process reports the
@@ -67,8 +67,8 @@ def child(folder: Path, policy: str, batch: int, runtime: str) -> None:
 
     from getiaction.policies.act import ACT
     from getiaction.policies.diffusion import Diffusion
+    from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
     from getiaction_export.stages.latency import torch_call
-    from getiaction_export.stages.verify import OnnxRuntimeModel, OpenVINOModel, default_threads
 
     threads = default_threads()
     torch.manual_seed(0)

@@ -1,21 +1,69 @@
 """The project's exceptions: raised where a problem is detected, turned into one line at the edge.
 
-Every message is a single line that names the argument or config key at fault and what would be
-valid, so the CLI can print ``str(error)`` as is.
+Every error knows three things, so no caller has to classify it again:
+
+- its ``kind`` (``config``, ``export``, ``parity``, ...), recorded in ``result.json``;
+- its ``exit_code`` (:class:`ExitCode`), what the command line exits with;
+- its :meth:`~GetiActionError.one_line` text: a single line naming the argument or config key at
+  fault and what would be valid.
 
 Example:
-    >>> from getiaction.errors import OpsetError, ExportError
-    >>> issubclass(OpsetError, ExportError)
+    >>> from getiaction.errors import OpsetError, ExportError, ExitCode
+    >>> issubclass(OpsetError, ExportError), OpsetError.kind, int(OpsetError.exit_code)
+    (True, 'export', 3)
+    >>> MissingSampleError("input_sample: no sample").exit_code is ExitCode.CONFIG
     True
 """
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of every command of this project (one table, no copies)."""
+
+    OK = 0
+    INTERNAL = 1
+    """A bug or an unexpected exception (its type is named in the one-line error)."""
+    CONFIG = 2
+    """Bad config, argument, input sample or checkpoint."""
+    EXPORT = 3
+    """An artifact could not be written."""
+    PARITY = 4
+    """An artifact was written but differs from PyTorch beyond its tolerance."""
+    NOT_REPRODUCED = 5
+    """``reproduce``: a re-run gave different bytes."""
+    NOT_DEPLOYABLE = 6
+    """``deploy_check``: the folder is not a package the runtime runs as intended."""
+    INTERRUPTED = 130
+    """Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 
 
 class GetiActionError(Exception):
     """Base class of every error this project raises on purpose."""
 
+    kind: ClassVar[str] = "internal"
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+
+    def one_line(self) -> str:
+        """The message on one line (whitespace runs, newlines included, become one space)."""
+        return " ".join(str(self).split())
+
 
 class ConfigError(GetiActionError, ValueError):
     """A config value, argument or input sample is invalid."""
+
+    kind = "config"
+    exit_code = ExitCode.CONFIG
+
+
+class MissingSampleError(ConfigError, RuntimeError):
+    """No input sample: the model has no ``sample_input`` and none was given.
+
+    Also a ``RuntimeError``: code written against the API this one follows catches that.
+    """
 
 
 class SerializationError(ConfigError):
@@ -25,9 +73,15 @@ class SerializationError(ConfigError):
 class CheckpointError(GetiActionError):
     """A checkpoint is missing, unreadable, not ours, or names a class that may not be loaded."""
 
+    kind = "config"
+    exit_code = ExitCode.CONFIG
+
 
 class ExportError(GetiActionError):
     """An artifact could not be written."""
+
+    kind = "export"
+    exit_code = ExitCode.EXPORT
 
 
 class ForwardError(ExportError):
@@ -40,3 +94,6 @@ class OpsetError(ExportError):
 
 class VerificationError(GetiActionError):
     """An artifact was written but its outputs differ from PyTorch beyond tolerance."""
+
+    kind = "parity"
+    exit_code = ExitCode.PARITY

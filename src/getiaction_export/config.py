@@ -1,63 +1,83 @@
-"""The application's config schemas, and validation that reports every problem at once.
+"""The application's config: one schema dataclass per group, the single source of truth for each option.
 
-The YAML tree in ``conf/`` is composed by Hydra as plain data; :func:`validate` then checks it
-against the dataclass schemas below (registered in Hydra's ConfigStore under ``schema/``, so a
-user's own config can extend them) and returns typed objects. Unknown keys, wrong types and
-missing values are all collected and reported in one line, before anything is built or written.
+An option is one schema field: type, default, docstring, and in its metadata the choices (a library
+enum such as :class:`~getiaction.export.options.Exporter`) and bounds (``min``/``max``).
+:func:`validate` checks a composed config against the schemas generically, field by field
+(OmegaConf's typed assignment, then the metadata, then the few rules that join two options) and
+reports every problem in one line, before anything is built or written.
 
-The schemas use plain types only (str, int, float, bool, lists, dicts): a policy's own dataclass
-config is rebuilt from the composed plain values by :mod:`getiaction.export.serialization`.
-
-This module imports neither torch nor the pipeline: config-only commands stay fast.
+``conf/`` is composed as plain YAML: with these schemas in its defaults lists, Hydra's typed merge
+would stop at the first bad override, and a policy's other keys are free keyword arguments of its
+``_target_``. The schemas are registered under ``schema/`` for users' own typed configs.
+No torch here, and onnx only when an opset above the default is checked: config-only commands stay fast.
 
 Example:
     >>> from omegaconf import OmegaConf
     >>> cfg = OmegaConf.create({"policy": {"_target_": "getiaction.policies.Dummy"},
     ...                         "input_sample": {"name": "from_policy"},
-    ...                         "format": {"name": "onnx", "opset_version": "14"}})
-    >>> validate(cfg).format.opset_version
-    14
-    >>> validate(OmegaConf.create({**cfg, "format": {"name": "onnx", "opset": 14}}))
+    ...                         "format": {"name": "onnx", "opset_version": "14", "exporter": "torchscript"}})
+    >>> config = validate(cfg)
+    >>> config.format.opset_version, config.format.exporter is Exporter.TORCHSCRIPT, config.call_style
+    (14, True, <CallStyle.DICT: 'dict'>)
+    >>> validate(OmegaConf.merge(cfg, {"format": {"opset": 14, "precision": "fp8", "num_random_inputs": -1}}))
     Traceback (most recent call last):
     ...
-    getiaction.errors.ConfigError: format.opset: unknown key (did you mean 'opset_version'?)
+    getiaction.errors.ConfigError: 3 config errors: format.opset: unknown key (did you mean 'opset_version'?); \
+format.precision: 'fp8' is not valid; use fp32 or fp16; format.num_random_inputs=-1: must be >= 0
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Collection
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import EnumMeta
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from getiaction.errors import ConfigError
+from getiaction.export.options import (
+    DYNAMO_LOWEST_OPSET,
+    LOWEST_OPSET,
+    TORCHSCRIPT_HIGHEST_OPSET,
+    CallStyle,
+    Exporter,
+    Precision,
+    highest_opset,
+)
+
+GROUPS = ("policy", "input_sample", "format")
+INPUT_SAMPLE_KINDS = ("from_policy", "random", "file")
+FORMAT_ORDER = ("torch", "onnx", "openvino")
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {Precision.FP32: (1e-5, 1e-4), Precision.FP16: (5e-3, 1e-2)}
+"""``precision -> (atol, rtol)`` when ``format.atol``/``format.rtol`` are null. fp16 measured: ACT-like
+7e-4 in onnxruntime (which upcasts float16 arithmetic on CPU), 2e-3 in true float16 arithmetic."""
+AT_LEAST_0 = {"min": 0}
 
 
-# --------------------------------------------------------------------------------------------
-# schemas
-# --------------------------------------------------------------------------------------------
 @dataclass
 class PolicySchema:
     """``policy``: what to build. Keys other than these are keyword arguments of ``_target_``."""
 
-    _target_: str = MISSING
+    _target_: str = field(default=MISSING, metadata={"example": "my_package.make_policy"})
     """Import path of the policy class or factory (``getiaction.policies.Dummy``)."""
     seed: int = 0
     """Fresh (untrained) weights are drawn from this seed."""
-    call_style: str = "dict"
+    call_style: str = field(default=CallStyle.DICT, metadata={"choices": CallStyle})
     """``dict``: ``forward(batch)``; ``kwargs``: ``forward(**batch)`` (plain modules)."""
 
 
-POLICY_RESERVED_KEYS = ("_target_", "seed", "call_style")
+POLICY_RESERVED_KEYS = tuple(f.name for f in fields(PolicySchema))
 
 
 @dataclass
 class TensorSpecSchema:
     """One input of a ``random`` sample."""
 
-    shape: list[int] = MISSING
+    shape: list[int] = field(default=MISSING, metadata={"example": "[1,7]"})
     dtype: str = "float32"
     low: float = -1.0
     high: float = 1.0
@@ -67,12 +87,12 @@ class TensorSpecSchema:
 class InputSampleSchema:
     """``input_sample``: where the example inputs come from."""
 
-    name: str = "from_policy"
+    name: str = field(default="from_policy", metadata={"choices": INPUT_SAMPLE_KINDS})
     """``from_policy`` (the policy's sample_input), ``random`` (from ``inputs``) or ``file``."""
     seed: int = 0
     inputs: dict[str, TensorSpecSchema] = field(default_factory=dict)
     """For ``random``: ``{name: {shape, dtype}}``."""
-    path: str | None = None
+    path: str | None = field(default=None, metadata={"example": "observation.npz"})
     """For ``file``: an ``.npz`` or ``.pt`` (loaded with weights_only) of named arrays."""
 
 
@@ -80,14 +100,8 @@ class InputSampleSchema:
 class ToleranceSchema:
     """One output's parity tolerances; ``null`` falls back to ``format.atol``/``format.rtol``."""
 
-    atol: float | None = None
-    rtol: float | None = None
-
-
-PRECISIONS = ("fp32", "fp16")
-DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (5e-3, 1e-2)}
-"""``precision -> (atol, rtol)`` when ``format.atol``/``format.rtol`` are null. fp16 measured: ACT-like
-7e-4 in onnxruntime (which upcasts float16 arithmetic on CPU), 2e-3 in true float16 arithmetic."""
+    atol: float | None = field(default=None, metadata=AT_LEAST_0)
+    rtol: float | None = field(default=None, metadata=AT_LEAST_0)
 
 
 @dataclass
@@ -95,24 +109,25 @@ class OnnxFormatSchema:
     """``format=onnx``: export with torch.onnx, then check and verify with onnxruntime."""
 
     name: str = "onnx"
-    opset_version: int = 18
-    exporter: str = "auto"
+    opset_version: int = field(default=18, metadata={"min": LOWEST_OPSET, "max": highest_opset})
+    """7 up to the highest opset the installed onnx defines (checked again on the written file)."""
+    exporter: str = field(default=Exporter.AUTO, metadata={"choices": Exporter})
     """``auto`` (dynamo for opset >= 18, torchscript below), ``dynamo`` or ``torchscript``."""
     dynamic_batch: bool = True
     output_names: list[str] | None = None
     """Default: the policy's own (``["action"]``)."""
-    precision: str = "fp32"
+    precision: str = field(default=Precision.FP32, metadata={"choices": Precision})
     """``fp32``, or ``fp16``: float16 weights and arithmetic (inputs and outputs stay float32)."""
-    atol: float | None = None
+    atol: float | None = field(default=None, metadata=AT_LEAST_0)
     """Parity gate ``|a - b| <= atol + rtol * |b|``; null: the precision's default (DEFAULT_TOLERANCES)."""
-    rtol: float | None = None
+    rtol: float | None = field(default=None, metadata=AT_LEAST_0)
     output_tolerances: dict[str, ToleranceSchema] = field(default_factory=dict)
     """Per output name: ``{action: {atol: 1e-4}}``; wins over ``atol``/``rtol``."""
     seed: int = 0
     """Seed of the random verification inputs."""
-    num_random_inputs: int = 3
+    num_random_inputs: int = field(default=3, metadata=AT_LEAST_0)
     """Seeded random inputs checked besides the sample, at each batch size."""
-    verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 8])
+    verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 8], metadata={"min": 1})
     """Batch sizes checked when the batch is dynamic (the sample's own is always checked)."""
     simplify: bool = False
     """Simplify the graph with onnxslim; the result replaces the export only if it passes verification too."""
@@ -131,15 +146,12 @@ class OpenVINOFormatSchema(OnnxFormatSchema):
     """``precision=fp16`` stores float16 weights (compress_to_fp16); inference stays f32."""
 
 
-FORMAT_ORDER = ("torch", "onnx", "openvino")
-
-
 @dataclass
 class AllFormatSchema(OnnxFormatSchema):
     """``format=all``: several formats from one build, each exported, verified and promoted in turn."""
 
     name: str = "all"
-    formats: list[str] = field(default_factory=lambda: list(FORMAT_ORDER))
+    formats: list[str] = field(default_factory=lambda: list(FORMAT_ORDER), metadata={"choices": FORMAT_ORDER})
     """Any of torch, onnx, openvino; they run in that order. The torch checkpoint stays float32."""
 
 
@@ -149,7 +161,7 @@ class TorchFormatSchema:
 
     name: str = "torch"
     seed: int = 0
-    num_random_inputs: int = 2
+    num_random_inputs: int = field(default=2, metadata=AT_LEAST_0)
 
 
 @dataclass
@@ -170,28 +182,48 @@ class AppSchema:
 
 
 FORMAT_SCHEMAS: dict[str, type] = {
-    "onnx": OnnxFormatSchema,
-    "torch": TorchFormatSchema,
-    "openvino": OpenVINOFormatSchema,
-    "all": AllFormatSchema,
+    schema.name: schema for schema in (OnnxFormatSchema, TorchFormatSchema, OpenVINOFormatSchema, AllFormatSchema)
 }
-GROUPS = ("policy", "input_sample", "format")
-INPUT_SAMPLE_KINDS = ("from_policy", "random", "file")
+FormatSchema = OnnxFormatSchema | TorchFormatSchema
+"""One of FORMAT_SCHEMAS (openvino and all extend onnx)."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What to build: ``target(**kwargs)`` under ``torch.manual_seed(seed)``, its forward called ``call_style``."""
+
+    target: str
+    seed: int = 0
+    call_style: CallStyle = CallStyle.DICT
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class ExportConfig:
-    """The validated config, as plain typed objects the pipeline takes."""
+    """The validated config, as plain typed objects the job takes.
 
-    policy: dict[str, Any]
+    Example:
+        >>> config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"),
+        ...                       input_sample=InputSampleSchema(), format=OnnxFormatSchema(opset_version=17))
+        >>> config.call_style, config.format.precision == "fp32"
+        (<CallStyle.DICT: 'dict'>, True)
+    """
+
+    policy: PolicySpec | None
+    """None when ``checkpoint`` is set: the policy is loaded from it."""
     input_sample: InputSampleSchema
-    format: Any
+    format: FormatSchema
     checkpoint: str | None = None
     output_dir: str | None = None
     overwrite: bool = False
     allowed_packages: list[str] = field(default_factory=lambda: ["getiaction"])
     policy_name: str = "policy"
     """The artifact file stem: the policy option's name (``dummy``)."""
+
+    @property
+    def call_style(self) -> CallStyle:
+        """How the forward takes the inputs: the policy's, and ``dict`` for a checkpoint's policy."""
+        return self.policy.call_style if self.policy is not None else CallStyle.DICT
 
 
 def register_schemas() -> None:
@@ -206,183 +238,170 @@ def register_schemas() -> None:
         store.store(group="schema/format", name=name, node=schema)
 
 
-# --------------------------------------------------------------------------------------------
-# validation
-# --------------------------------------------------------------------------------------------
+def policy_name(cfg: DictConfig) -> str:
+    """The artifact stem: the checkpoint's file name, or the policy class/factory name, lower-cased.
+
+    Example:
+        >>> policy_name(OmegaConf.create({"policy": {"_target_": "getiaction.policies.Dummy"}}))
+        'dummy'
+    """
+    if cfg.get("checkpoint"):
+        return Path(str(cfg.checkpoint)).stem
+    target = str(OmegaConf.select(cfg, "policy._target_", default="policy") or "policy")
+    return target.rsplit(".", 1)[-1].lower()
+
+
 def suggest(word: str, options: list[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class _Errors:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-
-    def raise_if_any(self) -> None:
-        if self.lines:
-            count = f"{len(self.lines)} config errors: " if len(self.lines) > 1 else ""
-            raise ConfigError(count + "; ".join(self.lines))
-
-
-def _check_against(schema: type, node: Any, key: str, errors: _Errors, extra_ok: bool = False) -> Any:
-    """Merge ``node`` into ``schema`` key by key, recording every unknown key, bad type, missing value."""
-    typed = OmegaConf.structured(schema)
-    if not isinstance(node, DictConfig):
-        errors.add(f"{key}: expected a mapping, got {node!r}")
-        return OmegaConf.to_object(typed) if not OmegaConf.missing_keys(typed) else None
-    valid = [f.name for f in fields(schema)]
-    extra: dict[str, Any] = {}
-    for name in node:
-        name = str(name)
-        if name not in valid:
-            if extra_ok:
-                extra[name] = node[name]
-            else:
-                errors.add(f"{key}.{name}: unknown key{suggest(name, valid)}")
-            continue
-        if OmegaConf.is_missing(node, name):
-            continue
-        try:
-            typed[name] = node[name]
-        except OmegaConfBaseException as error:
-            wanted = {f.name: f.type for f in fields(schema)}[name]
-            raw = OmegaConf.to_container(node, resolve=False).get(name)  # type: ignore[union-attr]
-            errors.add(f"{key}.{name}: {raw!r} is not a valid {wanted} ({_short(error)})")
-    for name in OmegaConf.missing_keys(typed):
-        errors.add(f"{key}.{name}: missing value (set {key}.{name}=...)")
-    if OmegaConf.missing_keys(typed):
-        return None
-    result = OmegaConf.to_object(typed)
-    return (result, extra) if extra_ok else result
-
-
-def _short(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:120]
-
-
 def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
     """Check a composed config against the schemas; raise one ConfigError listing every problem."""
-    errors = _Errors()
-    top_valid = [f.name for f in fields(AppSchema)]
-    for name in cfg:
-        if str(name) not in top_valid and str(name) != "hydra":
-            errors.add(f"{name!s}: unknown key{suggest(str(name), top_valid)}")
-    for group in GROUPS:
-        if group not in cfg or cfg[group] is None:
-            errors.add(f"{group}: missing (choose one with {group}=NAME)")
-    errors.raise_if_any()
-
-    top = {k: cfg[k] for k in top_valid if k in cfg and k not in GROUPS}
-    app = _check_against(AppSchema, OmegaConf.create({**top, **{g: {} for g in GROUPS}}), "config", errors)
-
-    policy = None
-    if not cfg.get("checkpoint"):
-        checked = _check_against(PolicySchema, cfg.policy, "policy", errors, extra_ok=True)
-        if checked is not None:
-            schema_part, kwargs = checked
-            policy = {**vars(schema_part), "kwargs": OmegaConf.to_container(OmegaConf.create(kwargs), resolve=True)}
-            if schema_part.call_style not in ("dict", "kwargs"):
-                errors.add(f"policy.call_style: {schema_part.call_style!r} is not valid; use 'dict' or 'kwargs'")
-    sample = _check_against(InputSampleSchema, cfg.input_sample, "input_sample", errors)
-    if sample is not None and sample.name not in INPUT_SAMPLE_KINDS:
-        errors.add(f"input_sample.name: {sample.name!r} is not valid{suggest(sample.name, list(INPUT_SAMPLE_KINDS))}")
-
-    format_name = cfg.format.get("name") if isinstance(cfg.format, DictConfig) else None
-    fmt = None
-    if format_name not in FORMAT_SCHEMAS:
-        errors.add(
-            f"format.name: {format_name!r} is not a known format{suggest(str(format_name), list(FORMAT_SCHEMAS))}; "
-            f"valid: {sorted(FORMAT_SCHEMAS)}"
-        )
-    else:
-        fmt = _check_against(FORMAT_SCHEMAS[format_name], cfg.format, "format", errors)
-        if fmt is not None:
-            _check_format_values(fmt, errors)
-    errors.raise_if_any()
-    assert app is not None and sample is not None and fmt is not None  # guaranteed: no errors recorded
-    return ExportConfig(
-        policy=policy or {},
-        input_sample=sample,
-        format=fmt,
-        checkpoint=app.checkpoint,
-        output_dir=app.output_dir,
-        overwrite=app.overwrite,
-        allowed_packages=list(app.allowed_packages),
-        policy_name=policy_name or "policy",
-    )
+    missing = [group for group in GROUPS if OmegaConf.select(cfg, group) is None]
+    errors = [f"{group}: missing (choose one with {group}=NAME)" for group in missing]
+    app = _typed(AppSchema, cfg, "", errors, skip=(*GROUPS, "hydra"))
+    if not missing:
+        policy = None if cfg.get("checkpoint") else _policy(cfg.policy, errors)
+        sample = _typed(InputSampleSchema, cfg.input_sample, "input_sample", errors)
+        fmt = _format(cfg.format, errors)
+    if errors:
+        raise ConfigError((f"{len(errors)} config errors: " if len(errors) > 1 else "") + "; ".join(errors))
+    assert app is not None and sample is not None and fmt is not None  # no errors recorded
+    return ExportConfig(policy=policy, input_sample=sample, format=fmt, checkpoint=app.checkpoint,
+                        output_dir=app.output_dir, overwrite=app.overwrite,
+                        allowed_packages=list(app.allowed_packages), policy_name=policy_name or "policy")
 
 
-def _check_format_values(fmt: Any, errors: _Errors) -> None:
-    if isinstance(fmt, OnnxFormatSchema):
-        if fmt.exporter not in ("auto", "dynamo", "torchscript"):
-            errors.add(f"format.exporter: {fmt.exporter!r} is not valid; use auto, dynamo or torchscript")
-        if fmt.precision not in PRECISIONS:
-            errors.add(f"format.precision: {fmt.precision!r} is not valid{suggest(fmt.precision, list(PRECISIONS))}; "
-                       f"use {' or '.join(PRECISIONS)}")
-        given = [("format.atol", fmt.atol), ("format.rtol", fmt.rtol)]
-        fmt.output_tolerances = _tolerance_specs(fmt.output_tolerances, errors)
-        for output, tolerance in fmt.output_tolerances.items():
-            given += [(f"format.output_tolerances.{output}.atol", tolerance.atol),
-                      (f"format.output_tolerances.{output}.rtol", tolerance.rtol)]
-        for key, value in given:
-            if value is not None and value < 0:
-                errors.add(f"{key}: {value} must be >= 0")
-        if any(b < 1 for b in fmt.verify_batch_sizes):
-            errors.add(f"format.verify_batch_sizes: {fmt.verify_batch_sizes} must be positive")
-        _check_formats(fmt, errors)
-    if getattr(fmt, "num_random_inputs", 0) < 0:
-        errors.add("format.num_random_inputs: must be >= 0")
+Schema = TypeVar("Schema")
 
 
-def _tolerance_specs(given: dict[str, Any], errors: _Errors) -> dict[str, ToleranceSchema]:
-    """``output_tolerances`` as ToleranceSchema values (OmegaConf may hand nested entries back as dicts)."""
-    specs = {}
-    for output, value in given.items():
-        if isinstance(value, ToleranceSchema):
-            specs[output] = value
+def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: Collection[str] = ()) -> Schema | None:
+    """``node`` as a ``schema`` instance (None if anything is wrong), every problem recorded in ``errors``.
+
+    Each field is converted by OmegaConf's typed assignment (the entries of a ``dict[str, <schema>]``
+    field are checked the same way, one level down), then :func:`_check_rules` applies the fields'
+    metadata. Keys in ``skip`` are left to the caller (schema fields among them become None).
+    """
+    if not isinstance(node, DictConfig):
+        errors.append(f"{key}: expected a mapping, got {node!r}")
+        return None
+    before, typed, failed = len(errors), OmegaConf.structured(schema), set()
+    declared, hints = {f.name: f for f in fields(schema)}, get_type_hints(schema)  # type: ignore[arg-type]
+    for name in (str(name) for name in node if name not in skip):
+        if name not in declared:
+            errors.append(f"{_join(key, name)}: unknown key{suggest(name, list(declared))}")
             continue
-        key = f"format.output_tolerances.{output}"
-        if not isinstance(value, dict):
-            errors.add(f"{key}: expected {{atol: ..., rtol: ...}}, got {value!r}")
+        if OmegaConf.is_missing(node, name):
+            typed[name] = MISSING  # reported below, with the schema's own missing values
             continue
-        unknown = sorted(set(value) - {"atol", "rtol"})
-        if unknown:
-            hint = suggest(str(unknown[0]), ["atol", "rtol"])
-            errors.add(f"{key}.{unknown[0]}: unknown key{hint}; valid: atol, rtol")
-            continue
+        value, entry_schema = node[name], get_args(hints[name])[-1] if get_origin(hints[name]) is dict else None
+        if isinstance(entry_schema, type) and is_dataclass(entry_schema) and isinstance(value, DictConfig):
+            entries = {k: _typed(entry_schema, None if OmegaConf.is_missing(value, k) else value[k],
+                                 _join(key, f"{name}.{k}"), errors) for k in map(str, value)}
+            value = {k: entry for k, entry in entries.items() if entry is not None}
         try:
-            specs[output] = ToleranceSchema(**{k: None if v is None else float(v) for k, v in value.items()})
-        except (TypeError, ValueError):
-            errors.add(f"{key}: {value!r} must hold numbers (atol, rtol)")
-    return specs
+            typed[name] = value
+        except OmegaConfBaseException as error:
+            raw = OmegaConf.to_container(node, resolve=False).get(name)  # type: ignore[union-attr]
+            wanted = str(declared[name].type).replace(" | None", "")
+            errors.append(f"{_join(key, name)}: {raw!r} is not a valid {wanted} ({str(error).strip().splitlines()[0]})")
+            failed.add(name)
+    for name in set(skip) & set(declared):
+        typed[name] = None
+    missing = sorted(OmegaConf.missing_keys(typed))
+    for name in (name for name in missing if name not in failed):
+        example = declared[name].metadata.get("example", "...")
+        errors.append(f"{_join(key, name)}: missing value (set {_join(key, name)}={example})")
+    if missing:
+        return None
+    checked: Schema = OmegaConf.to_object(typed)  # type: ignore[assignment]
+    _check_rules(checked, key, errors)
+    return checked if len(errors) == before else None
 
 
-def _check_formats(fmt: OnnxFormatSchema, errors: _Errors) -> None:
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _check_rules(checked: Any, key: str, errors: list[str]) -> None:
+    """Every field's metadata: ``choices`` (a value becomes the enum's member) and ``min``/``max``."""
+    for spec in fields(checked):
+        value, where = getattr(checked, spec.name), _join(key, spec.name)
+        values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
+        choices, low, high = (spec.metadata.get(rule) for rule in ("choices", "min", "max"))
+        if choices is not None:
+            valid = [str(choice) for choice in choices]
+            wrong = [v for v in values if str(v) not in valid]
+            if wrong:
+                errors.append(f"{where}: {wrong[0]!r} is not valid; use {', '.join(valid[:-1])} or {valid[-1]}")
+            elif isinstance(choices, EnumMeta) and value is not None and not isinstance(value, list):
+                setattr(checked, spec.name, choices(value))
+        if low is not None and values:
+            top = high
+            if callable(high):  # costly (imports onnx): not needed from the minimum to the default (a valid value)
+                top = high() if min(values) < low or max(values) > spec.default else None
+            if any(v < low or (top is not None and v > top) for v in values):
+                rule = f"in {low}..{top}" if top is not None else "positive" if low == 1 else f">= {low}"
+                errors.append(f"{where}={value}: {'every value ' if isinstance(value, list) else ''}must be {rule}")
+
+
+def _policy(node: Any, errors: list[str]) -> PolicySpec | None:
+    """``policy``: the schema's keys checked; every other key is a keyword argument of ``_target_``."""
+    extra = [str(k) for k in node if k not in POLICY_RESERVED_KEYS] if isinstance(node, DictConfig) else []
+    checked = _typed(PolicySchema, node, "policy", errors, skip=extra)
+    if checked is None:
+        return None
+    resolved = OmegaConf.to_container(node, resolve=True)  # interpolations resolve in the whole config
+    assert isinstance(resolved, dict)  # node is a mapping: _typed checked it
+    kwargs = {name: resolved[name] for name in extra}
+    return PolicySpec(checked._target_, checked.seed, CallStyle(checked.call_style), kwargs)
+
+
+def _format(node: Any, errors: list[str]) -> Any:
+    """``format``: its ``name`` picks the schema; then the rules between options of an ONNX-based format."""
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    if name not in FORMAT_SCHEMAS:
+        hint = suggest(str(name), list(FORMAT_SCHEMAS))
+        errors.append(f"format.name: {name!r} is not a known format{hint}; valid: {sorted(FORMAT_SCHEMAS)}")
+        return None
+    fmt = _typed(FORMAT_SCHEMAS[name], node, "format", errors)
+    if isinstance(fmt, OnnxFormatSchema):
+        _check_exporter(fmt, errors)
+        _check_formats(fmt, errors)
+    return fmt
+
+
+def _check_exporter(fmt: OnnxFormatSchema, errors: list[str]) -> None:
+    """Opsets the chosen exporter cannot write (the library refuses them too, after the build)."""
+    opset = fmt.opset_version
+    if fmt.exporter == Exporter.DYNAMO and opset < DYNAMO_LOWEST_OPSET:
+        errors.append(f"format.opset_version={opset}: the dynamo exporter writes opset {DYNAMO_LOWEST_OPSET} or "
+                      "higher; use format.exporter=torchscript or auto")
+    if fmt.exporter == Exporter.TORCHSCRIPT and opset > TORCHSCRIPT_HIGHEST_OPSET:
+        errors.append(f"format.opset_version={opset}: the torchscript exporter writes opset "
+                      f"{TORCHSCRIPT_HIGHEST_OPSET} or lower; use format.exporter=dynamo or auto")
+
+
+def _check_formats(fmt: OnnxFormatSchema, errors: list[str]) -> None:
     """The formats a job produces, their optional packages, and options that apply to none of them."""
     from getiaction.export.extras import installed, missing_message
 
     names = fmt.formats if isinstance(fmt, AllFormatSchema) else [fmt.name]
-    unknown = [name for name in names if name not in FORMAT_ORDER]
-    for name in unknown:
-        errors.add(f"format.formats: {name!r} is not a format{suggest(name, list(FORMAT_ORDER))}; "
-                   f"valid: {', '.join(FORMAT_ORDER)}")
     if not names or len(set(names)) != len(names):
-        errors.add(f"format.formats: {names} must name each format once, e.g. [onnx, openvino]")
+        errors.append(f"format.formats: {names} must name each format once, e.g. [onnx, openvino]")
     if "openvino" in names and not installed("openvino"):
         feature = "format=openvino" if fmt.name == "openvino" else "format=all with openvino in format.formats"
-        errors.add(missing_message(feature, "openvino"))
+        errors.append(missing_message(feature, "openvino"))
     if fmt.simplify:
         if "onnx" not in names:
-            errors.add("format.simplify: applies to format=onnx only (OpenVINO simplifies the graph itself); "
-                       "drop it or use format=onnx")
+            errors.append("format.simplify: applies to format=onnx only (OpenVINO simplifies the graph itself); "
+                          "drop it or use format=onnx")
         elif not installed("onnxslim"):
-            errors.add(missing_message("format.simplify=true", "onnxslim"))
+            errors.append(missing_message("format.simplify=true", "onnxslim"))
     if fmt.runtime_check and not installed("physicalai"):
-        errors.add(missing_message("format.runtime_check=true", "physicalai"))
+        errors.append(missing_message("format.runtime_check=true", "physicalai"))
 
 
 def job_formats(fmt: Any) -> list[tuple[str, Any]]:
@@ -410,14 +429,11 @@ def tolerances(fmt: Any, output: str) -> dict[str, Any]:
         >>> tolerances(OnnxFormatSchema(precision="fp16"), "action")
         {'atol': 0.005, 'rtol': 0.01, 'source': 'fp16 default'}
     """
-    default_atol, default_rtol = DEFAULT_TOLERANCES[getattr(fmt, "precision", "fp32")]
-    own = getattr(fmt, "output_tolerances", {}).get(output) or ToleranceSchema()
-    atol = next(v for v in (own.atol, getattr(fmt, "atol", None), default_atol) if v is not None)
-    rtol = next(v for v in (own.rtol, getattr(fmt, "rtol", None), default_rtol) if v is not None)
-    if own.atol is not None or own.rtol is not None:
-        source = f"format.output_tolerances.{output}"
-    elif getattr(fmt, "atol", None) is not None or getattr(fmt, "rtol", None) is not None:
-        source = "format.atol/rtol"
-    else:
-        source = f"{getattr(fmt, 'precision', 'fp32')} default"
-    return {"atol": float(atol), "rtol": float(rtol), "source": source}
+    precision = getattr(fmt, "precision", Precision.FP32)
+    layers = [(f"format.output_tolerances.{output}", getattr(fmt, "output_tolerances", {}).get(output)),
+              ("format.atol/rtol", ToleranceSchema(getattr(fmt, "atol", None), getattr(fmt, "rtol", None))),
+              (f"{precision} default", ToleranceSchema(*DEFAULT_TOLERANCES[precision]))]
+    given = [(source, spec) for source, spec in layers if spec and (spec.atol is not None or spec.rtol is not None)]
+    atol = next(spec.atol for _, spec in given if spec.atol is not None)
+    rtol = next(spec.rtol for _, spec in given if spec.rtol is not None)
+    return {"atol": float(atol), "rtol": float(rtol), "source": given[0][0]}

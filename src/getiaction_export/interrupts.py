@@ -12,7 +12,11 @@ import signal
 from typing import Any
 
 received = False
-"""True once SIGINT or SIGTERM arrived in this process."""
+"""True once SIGINT or SIGTERM arrived in this process.
+
+The project's only module global that carries control flow, on purpose: a signal handler can
+reach nothing but module state, and the job must tell "the user stopped the run" apart from the
+``ImportError`` a C extension raises when Ctrl-C lands inside its import."""
 
 
 def on_signal(signum: int, frame: Any) -> None:

@@ -22,9 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-EXIT_REPRODUCED = 0
-EXIT_CONFIG = 2
-EXIT_NOT_REPRODUCED = 5
+from getiaction.errors import ExitCode
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -48,14 +46,14 @@ def verify_reproduction(result_dir: Path, scratch: Path) -> tuple[bool, list[str
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from getiaction_export.cli import run_config
+    from getiaction_export.job import run_config
 
     original = json.loads((result_dir / "result.json").read_text())
     GlobalHydra.instance().clear()
     with initialize_config_dir(str((result_dir / ".hydra").resolve()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"output_dir={scratch}", "overwrite=true"])
     GlobalHydra.instance().clear()
-    new = run_config(cfg, scratch)
+    new = run_config(cfg, scratch).report
     lines: list[str] = []
     old_hashes, new_hashes = original.get("artifact_sha256") or {}, new.get("artifact_sha256") or {}
     reproduced = bool(old_hashes) and new.get("status") == "ok"
@@ -85,14 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     result_dir: Path = args.result_dir
     if not (result_dir / "result.json").is_file() or not (result_dir / ".hydra" / "config.yaml").is_file():
         print(f"error: result_dir: {result_dir} holds no result.json and .hydra/config.yaml", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        sys.exit(ExitCode.CONFIG)
     with tempfile.TemporaryDirectory(prefix="reproduce-") as temp:
         scratch = args.keep or Path(temp)
         reproduced, lines, _ = verify_reproduction(result_dir, scratch)
     for line in lines:
         print(line)
     print("reproduced" if reproduced else "NOT reproduced")
-    sys.exit(EXIT_REPRODUCED if reproduced else EXIT_NOT_REPRODUCED)
+    sys.exit(ExitCode.OK if reproduced else ExitCode.NOT_REPRODUCED)
 
 
 if __name__ == "__main__":

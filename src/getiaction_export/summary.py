@@ -1,11 +1,13 @@
-"""The sweep summary: a benchmark table at the sweep root (``summary.md`` and ``summary.json``).
+"""The sweep summary: a benchmark table at the sweep root (``summary.md``, ``summary.json``).
+
+``summary.json`` also holds the sweep's exit code, which the CLI exits with.
 
 One row per job and format (a ``format=all`` job gives one row per format it reached): status,
 opset, precision, parity, batch-1 latency of the runtime and its speed-up over PyTorch eager, size.
 
 It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
 (in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
-``SweepSummary`` is the Hydra callback that writes it when a multirun ends and sets the exit code.
+``SweepSummary`` is the Hydra callback that writes it when a multirun ends.
 
 Example:
     >>> rows = [{"job": "opset=14", "policy": "dummy", "format": "onnx",
@@ -27,29 +29,16 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from getiaction.export.atomic import atomic_write_text
+from getiaction_export.files import human_size
+from getiaction_export.stages.report import RESULT_FILE
 
 log = logging.getLogger("getiaction_export")
 
-RESULT_FILE = "result.json"
 COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "runtime_check", "latency_ms",
            "speedup", "status", "export_s", "size", "sha256", "error"]
 HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter", "max abs diff",
            "physicalai check", "latency ms (b=1)", "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
-
-last_exit_code: int | None = None
-"""Set by :class:`SweepSummary` when a sweep ends: 0, or the first failed job's exit code."""
-
-
-def human_size(size: int) -> str:
-    """``4.4 kB`` style (decimal units)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
 
 def _human_size(size: int | None) -> str:
     return human_size(size) if size else ""
@@ -177,14 +166,13 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, write and print the summary and remember the exit code."""
+    """Hydra callback: after a multirun, write and print the summary (``summary.json`` holds the exit code)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_exit_code
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             return
-        rows, last_exit_code = summarize(sweep_dir)
+        rows, _ = summarize(sweep_dir)
         jobs = {row["job"]: row["status"] == "ok" for row in rows}
         for row in rows:
             jobs[row["job"]] = jobs[row["job"]] and row["status"] == "ok"

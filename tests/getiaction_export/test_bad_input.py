@@ -105,11 +105,11 @@ CASES = [
     Case("missing-sample-path", ("input_sample=file",), 2, ("input_sample.path",), (".npz",)),
     Case("missing-random-inputs", R, 2, ("input_sample.inputs",), ("shape=",)),
     # --- opsets and exporters the installed torch/onnx cannot honour ------------------------
-    Case("opset-too-low", ("format.opset_version=6",), 3, ("opset_version=6",), (OPSETS,)),
-    Case("opset-too-high", ("format.opset_version=29",), 3, ("opset_version=29",), (OPSETS,)),
-    Case("dynamo-below-18", ("format.exporter=dynamo", "format.opset_version=14"), 3,
+    Case("opset-too-low", ("format.opset_version=6",), 2, ("opset_version=6",), (OPSETS,)),
+    Case("opset-too-high", ("format.opset_version=29",), 2, ("opset_version=29",), (OPSETS,)),
+    Case("dynamo-below-18", ("format.exporter=dynamo", "format.opset_version=14"), 2,
          ("opset_version=14", "dynamo"), ("exporter=torchscript", "exporter=auto")),
-    Case("torchscript-above-20", ("format.exporter=torchscript", "format.opset_version=24"), 3,
+    Case("torchscript-above-20", ("format.exporter=torchscript", "format.opset_version=24"), 2,
          ("opset_version=24", "torchscript"), ("exporter=dynamo", "exporter=auto")),
     # --- samples the forward rejects -----------------------------------------------------------
     Case("sample-wrong-shape", (*R, "+input_sample.inputs.state.shape=[1,5]"), 2,

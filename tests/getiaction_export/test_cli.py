@@ -58,15 +58,16 @@ def test_opset_sweep_honours_every_opset_and_summarises(cli, tmp_path: Path) -> 
 
 
 def test_sweep_with_a_bad_opset_keeps_good_jobs_and_exits_non_zero(cli, tmp_path: Path) -> None:
-    run = cli("-m", "format.opset_version=14,99", "hydra.sweep.dir=sweep")
+    # ACT needs opset 14 (scaled_dot_product_attention): a valid config that fails only when exported
+    run = cli("-m", "policy=act", "format.opset_version=14,13", "hydra.sweep.dir=sweep")
     assert run.returncode == 3, run.output  # export error
     sweep = tmp_path / "sweep"
-    good = read_json(sweep / "format.opset_version=14" / "result.json")
-    bad = read_json(sweep / "format.opset_version=99" / "result.json")
-    assert good["status"] == "ok" and (sweep / "format.opset_version=14" / "dummy.onnx").is_file()
+    good = read_json(sweep / "format.opset_version=14,policy=act" / "result.json")
+    bad = read_json(sweep / "format.opset_version=13,policy=act" / "result.json")
+    assert good["status"] == "ok" and (sweep / "format.opset_version=14,policy=act" / "act.onnx").is_file()
     assert bad["status"] == "failed" and bad["stage"] == "export" and bad["exit_code"] == 3
-    assert "opset_version=99" in bad["error"] and "7..28" in bad["error"]
-    assert not (sweep / "format.opset_version=99" / "dummy.onnx").exists()
+    assert "opset" in bad["error"] and ">= 14" in bad["error"]
+    assert not (sweep / "format.opset_version=13,policy=act" / "act.onnx").exists()
     summary = read_json(sweep / "summary.json")
     assert (summary["ok"], summary["failed"]) == (1, 1)
     assert "Traceback" not in run.output

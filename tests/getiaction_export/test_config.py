@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from getiaction.errors import ConfigError
-from getiaction_export.cli import CONFIG_MODULE, policy_name, preflight
-from getiaction_export.config import GROUPS, OnnxFormatSchema, validate
+from getiaction_export.config import GROUPS, OnnxFormatSchema, policy_name, validate
+from getiaction_export.preflight import CONFIG_MODULE, preflight
 
 
 def options(group: str) -> list[str]:

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import torch
 
+from getiaction.errors import ExitCode
 from getiaction.policies import Dummy
-from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema
-from getiaction_export.deploy_check import EXIT_NOT_DEPLOYABLE, EXIT_OK, NotDeployable, check, main
-from getiaction_export.pipeline import ExportPipeline
+from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema, PolicySpec
+from getiaction_export.deploy_check import main
+from getiaction_export.job import run_export
+from getiaction_export.physicalai.deploy_check import NotDeployable, check
 
 pytest.importorskip("physicalai", reason="the [deploy] extra (physicalai) is part of [dev]")
 
@@ -28,9 +30,9 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dummy")
     fmt = AllFormatSchema(formats=["onnx", "openvino"], opset_version=17, latency=False, num_random_inputs=1,
                           verify_batch_sizes=[1, 2], runtime_check=False)
-    config = ExportConfig(policy={"_target_": "getiaction.policies.Dummy", "seed": 0, "kwargs": {}},
+    config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"),
                           input_sample=InputSampleSchema(), format=fmt, policy_name="dummy")
-    assert ExportPipeline(config, folder, echo=lambda line: None).run()["status"] == "ok"
+    assert run_export(config, folder, echo=lambda line: None).status == "ok"
     return folder
 
 
@@ -59,7 +61,7 @@ def verdict(folder: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tup
 
 def test_a_good_package_is_deployable(package: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = verdict(package, capsys)
-    assert code == EXIT_OK, err
+    assert code == ExitCode.OK, err
     assert "✓ manifest.json: backends onnx, openvino (default onnx)" in out
     assert "✓ physicalai 0.3" in out and "runs onnx (default): inputs ['state'], predict_action_chunk -> (1, 7)" in out
     assert "runs openvino" in out and out.rstrip().endswith("runs in physicalai")
@@ -141,7 +143,7 @@ def test_a_broken_package_is_reported_in_one_line(
     if change_files is not None:
         change_files(folder)
     code, out, err = verdict(folder, capsys)
-    assert code == EXIT_NOT_DEPLOYABLE, out
+    assert code == ExitCode.NOT_DEPLOYABLE, out
     assert err.count("\n") == 1 and err.startswith(f"error: {folder}: "), err
     assert message in err
     assert "Traceback" not in out + err and out == "NOT deployable\n"
@@ -156,15 +158,15 @@ def test_a_manifest_naming_another_file_than_policy_name_loads(copy: Callable[..
 
 def test_a_single_camera_package_deploys_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = ExportConfig(
-        policy={"_target_": "getiaction.policies.ACT", "seed": 0, "kwargs": {"config": {
+        policy=PolicySpec(target="getiaction.policies.ACT", kwargs={"config": {
             "state_dim": 4, "action_dim": 3, "chunk_size": 5, "image_shape": [3, 16, 16], "encoder_channels": [8],
-            "dim_model": 16, "n_heads": 2, "n_encoder_layers": 1, "n_decoder_layers": 1, "dim_feedforward": 32}}},
+            "dim_model": 16, "n_heads": 2, "n_encoder_layers": 1, "n_decoder_layers": 1, "dim_feedforward": 32}}),
         input_sample=InputSampleSchema(), policy_name="act",
         format=AllFormatSchema(formats=["onnx"], opset_version=17, latency=False, num_random_inputs=1,
                                verify_batch_sizes=[1], runtime_check=False))
-    assert ExportPipeline(config, tmp_path, echo=lambda line: None).run()["status"] == "ok"
+    assert run_export(config, tmp_path, echo=lambda line: None).status == "ok"
     code, out, _ = verdict(tmp_path, capsys)
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
     assert "predict_action_chunk -> (5, 3)" in out  # uint8 (1, 16, 16, 3) frames through to_float_tensor
     assert "! robot loop" not in out  # one camera is fed as `images`, the graph's own key
 
@@ -181,8 +183,8 @@ def test_the_command_line_exit_codes(package: Path, copy: Callable[..., Path]) -
                               capture_output=True, text=True, timeout=120)
 
     good = run(package)
-    assert good.returncode == EXIT_OK, good.stderr
+    assert good.returncode == ExitCode.OK, good.stderr
     assert "deployable" in good.stdout and "INFO" not in good.stdout + good.stderr  # the runtime's log is quiet
     bad = run(copy(lambda m: m["model"].update(artifacts={"model": "dummy.onnx"})))
-    assert bad.returncode == EXIT_NOT_DEPLOYABLE
+    assert bad.returncode == ExitCode.NOT_DEPLOYABLE
     assert bad.stderr.count("\n") == 1 and "first key 'model' is not a backend" in bad.stderr

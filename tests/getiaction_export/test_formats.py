@@ -17,8 +17,8 @@ import torch
 
 from getiaction.export.transforms import SimplifyResult
 from getiaction.policies import Dummy, DummyConfig
-from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema
-from getiaction_export.pipeline import ExportPipeline
+from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
+from getiaction_export.job import run_export
 from tests.getiaction_export.conftest import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,10 +115,10 @@ def test_a_simplified_graph_that_fails_parity_is_dropped(tmp_path: Path, monkeyp
         return SimplifyResult(Path(destination), len(onnx.load(str(source)).graph.node), 3)
 
     monkeypatch.setattr("getiaction.export.transforms.simplify_onnx", wrong_simplifier)
-    config = ExportConfig(policy={"_target_": "getiaction.policies.Dummy", "seed": 0, "kwargs": {}},
+    config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"),
                           input_sample=InputSampleSchema(), policy_name="dummy",
                           format=OnnxFormatSchema(opset_version=17, simplify=True, latency=False))
-    result = ExportPipeline(config, tmp_path).run()
+    result = run_export(config, tmp_path).report
     assert result["status"] == "ok", result["error"]
     assert result["simplify"]["applied"] is False and "max abs diff" in result["simplify"]["reason"]
     assert result["simplify"]["parity"]["action"]["passed"] is False

@@ -72,21 +72,22 @@ def test_joblib_sweep_runs_jobs_in_parallel_processes(cli, tmp_path: Path) -> No
 
 @pytest.mark.skipif(not _plugin_installed("hydra_plugins.hydra_joblib_launcher"), reason="pip install .[joblib]")
 def test_joblib_sweep_with_a_failing_job_keeps_the_other_and_exits_3(cli, tmp_path: Path) -> None:
-    run = cli("-m", "format.opset_version=14,99", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-              "hydra.sweep.dir=sweep")
+    # ACT needs opset 14 (scaled_dot_product_attention): a valid config that fails only when exported
+    run = cli("-m", "policy=act", "format.opset_version=14,13", "hydra/launcher=joblib",
+              "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep")
     assert run.returncode == 3, run.output  # the failed job's export error, not Hydra's generic 1
     sweep = tmp_path / "sweep"
-    good, bad = sweep / "format.opset_version=14", sweep / "format.opset_version=99"
-    assert read_json(good / "result.json")["status"] == "ok" and (good / "dummy.onnx").is_file()
+    good, bad = sweep / "format.opset_version=14,policy=act", sweep / "format.opset_version=13,policy=act"
+    assert read_json(good / "result.json")["status"] == "ok" and (good / "act.onnx").is_file()
     failed = read_json(bad / "result.json")
     assert (failed["status"], failed["stage"], failed["exit_code"]) == ("failed", "export", 3)
-    assert not (bad / "dummy.onnx").exists()
+    assert not (bad / "act.onnx").exists()
     summary = read_json(sweep / "summary.json")
     assert (summary["jobs"], summary["ok"], summary["failed"], summary["exit_code"]) == (2, 1, 1, 3)
     rows = {row["job"]: row for row in summary["rows"]}
-    assert rows["format.opset_version=14"]["status"] == "ok"
-    assert rows["format.opset_version=99"]["status"] == "failed"
-    assert "opset_version=99" in rows["format.opset_version=99"]["error"]
+    assert rows["format.opset_version=14,policy=act"]["status"] == "ok"
+    assert rows["format.opset_version=13,policy=act"]["status"] == "failed"
+    assert ">= 14" in rows["format.opset_version=13,policy=act"]["error"]
     assert "❌ failed" in (sweep / "summary.md").read_text()
     assert "Traceback" not in run.output
 

@@ -18,8 +18,9 @@ import yaml
 
 from getiaction.errors import OpsetError
 from getiaction.export.onnx import call_with_batch
+from getiaction_export.config import PolicySpec
+from getiaction_export.runtimes import onnxruntime_session
 from getiaction_export.stages.build import build_policy
-from getiaction_export.stages.verify import onnxruntime_session
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = ("dummy", "act", "diffusion")
@@ -32,7 +33,7 @@ BATCHES = (1, 2, 8)
 def policy(name: str) -> torch.nn.Module:
     spec = yaml.safe_load((REPO / "conf" / "policy" / f"{name}.yaml").read_text())
     kwargs = {k: v for k, v in spec.items() if k not in ("_target_", "seed", "call_style")}
-    return build_policy({"_target_": spec["_target_"], "seed": spec.get("seed", 0), "kwargs": kwargs}).module
+    return build_policy(PolicySpec(target=spec["_target_"], seed=spec.get("seed", 0), kwargs=kwargs)).module
 
 
 def batch_of(sample: dict[str, torch.Tensor], size: int, seed: int) -> dict[str, torch.Tensor]:

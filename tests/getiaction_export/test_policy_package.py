@@ -22,12 +22,13 @@ from getiaction_export.config import (
     InputSampleSchema,
     OnnxFormatSchema,
     OpenVINOFormatSchema,
+    PolicySpec,
     validate,
 )
-from getiaction_export.pipeline import ExportPipeline
+from getiaction_export.files import sha256_of
+from getiaction_export.job import run_export
+from getiaction_export.parity import verification_inputs
 from getiaction_export.stages.build import build_policy
-from getiaction_export.stages.report import sha256_of
-from getiaction_export.stages.verify import verification_inputs
 from tests.getiaction_export.conftest import read_json
 
 physicalai = pytest.importorskip("physicalai", reason="the [deploy] extra (physicalai) is part of [dev]")
@@ -38,24 +39,24 @@ TOLERANCE = {"onnx": 1e-5, "openvino": 1e-4}
 """Max abs difference from PyTorch through the runtime (OpenVINO at f32 inference precision)."""
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 VISION = {"state_dim": 6, "action_dim": 4, "chunk_size": 8, "image_shape": [3, 32, 32], "encoder_channels": [8, 16]}
-POLICIES: dict[str, dict[str, Any]] = {
-    "dummy": {"_target_": "getiaction.policies.Dummy", "seed": 0, "kwargs": {}},
+POLICIES: dict[str, PolicySpec] = {
+    "dummy": PolicySpec(target="getiaction.policies.Dummy"),
     # two cameras: physicalai's robot loop feeds them as images.top / images.wrist, the graph's own names
-    "act": {"_target_": "getiaction.policies.ACT", "seed": 0, "kwargs": {"config": {
+    "act": PolicySpec(target="getiaction.policies.ACT", kwargs={"config": {
         **VISION, "cameras": ["top", "wrist"], "dim_model": 32, "n_heads": 2, "n_encoder_layers": 1,
-        "n_decoder_layers": 1, "dim_feedforward": 64}}},
+        "n_decoder_layers": 1, "dim_feedforward": 64}}),
     # one camera: the robot loop would feed it as "images" (reported, not failed)
-    "diffusion": {"_target_": "getiaction.policies.Diffusion", "seed": 0, "kwargs": {"config": {
-        **VISION, "cameras": ["top"], "hidden_dim": 32, "n_layers": 1, "num_steps": 3, "num_train_timesteps": 30}}},
+    "diffusion": PolicySpec(target="getiaction.policies.Diffusion", kwargs={"config": {
+        **VISION, "cameras": ["top"], "hidden_dim": 32, "n_layers": 1, "num_steps": 3, "num_train_timesteps": 30}}),
 }
 FAST = {"opset_version": 17, "latency": False, "num_random_inputs": 1, "verify_batch_sizes": [1, 2]}
 """TorchScript exporter (the exporter does not matter here), one random input per batch size."""
 
 
-def export(name: str, folder: Path, fmt: Any, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+def export(name: str, folder: Path, fmt: Any, policy: PolicySpec | None = None) -> dict[str, Any]:
     config = ExportConfig(policy=policy or POLICIES[name], input_sample=InputSampleSchema(), format=fmt,
                           policy_name=name)
-    return ExportPipeline(config, folder, echo=lambda line: None).run()
+    return run_export(config, folder, echo=lambda line: None).report
 
 
 @pytest.fixture(scope="module")

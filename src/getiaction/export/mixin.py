@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from getiaction.errors import ConfigError
+from getiaction.errors import ConfigError, MissingSampleError
 from getiaction.export.atomic import atomic_path
 from getiaction.export.onnx import OnnxExportResult, export_onnx
 from getiaction.export.serialization import to_yaml
@@ -72,9 +72,9 @@ class Export:
         The file loads with ``torch.load(path, weights_only=True)`` and is written atomically;
         an existing file is replaced the way ``torch.save`` would.
         """
-        if not isinstance(self, nn.Module):
-            raise ConfigError(f"{type(self).__name__}: to_torch needs an nn.Module")
-        return save_checkpoint(self, path, self._export_config())
+        # A policy saves itself (load_policy rebuilds its class); a plain host saves the module it exports.
+        module = self if isinstance(self, nn.Module) else self._export_module()
+        return save_checkpoint(module, path, self._export_config())
 
     def to_onnx(
         self,
@@ -127,7 +127,7 @@ class Export:
         model = self._export_module()
         sample = input_sample if input_sample is not None else getattr(model, "sample_input", None)
         if sample is None:
-            raise ConfigError(
+            raise MissingSampleError(
                 f"input_sample: {type(self).__name__} has no sample_input; pass "
                 "input_sample={'state': torch.randn(1, 8), ...} to to_onnx"
             )

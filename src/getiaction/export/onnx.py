@@ -43,36 +43,22 @@ from torch import nn
 
 from getiaction.errors import ConfigError, ExportError, ForwardError, OpsetError
 from getiaction.export.atomic import atomic_write_bytes, prepare_parent
+from getiaction.export.options import (  # re-exported: torch-free home of the choices
+    DEFAULT_OPSET,
+    DYNAMO_LOWEST_OPSET,
+    LOWEST_OPSET,
+    TORCHSCRIPT_HIGHEST_OPSET,
+    CallStyle,
+    Exporter,
+    highest_opset,
+)
 from getiaction.export.versions import package_versions
 
-DEFAULT_OPSET = 18
-LOWEST_OPSET = 7
-DYNAMO_LOWEST_OPSET = 18
-"""The dynamo exporter builds graphs at opset 18; below that its down-conversion is unreliable."""
-TORCHSCRIPT_HIGHEST_OPSET = 20
 BATCH_AXIS_NAME = "batch"
 DEFAULT_OUTPUT_NAME = "action"
 TWO_GIGABYTES = 2**31
 
 DynamicAxes = dict[str, dict[int, str]]
-
-
-class Exporter(StrEnum):
-    """Which torch.onnx exporter writes the graph."""
-
-    AUTO = "auto"
-    """dynamo for opset >= 18, TorchScript below (the only one that honours low opsets)."""
-    DYNAMO = "dynamo"
-    TORCHSCRIPT = "torchscript"
-
-
-class CallStyle(StrEnum):
-    """How the forward receives the inputs."""
-
-    DICT = "dict"
-    """``forward(batch)`` with ``batch = {"state": ..., ...}`` (every policy)."""
-    KWARGS = "kwargs"
-    """``forward(state=..., images=...)`` (plain modules)."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +88,6 @@ class OnnxExportResult:
     @property
     def output_names(self) -> list[str]:
         return [spec.name for spec in self.outputs]
-
-
-def highest_opset() -> int:
-    """The highest opset the installed onnx package defines."""
-    return int(onnx.defs.onnx_opset_version())
 
 
 def export_onnx(

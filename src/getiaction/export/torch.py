@@ -29,6 +29,7 @@ import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from textwrap import shorten
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -159,9 +160,11 @@ def _read_headed(path: Path, raw: dict[str, Any]) -> Checkpoint:
             f"checkpoint {path}: format_version {version} is newer than this getiaction reads "
             f"({CHECKPOINT_FORMAT_VERSION}); upgrade getiaction-export"
         )
-    state, config, class_path = raw.get("state_dict"), raw.get("model_config"), raw.get("policy_class_path")
-    if not isinstance(state, dict) or not isinstance(config, str) or not isinstance(class_path, str):
-        raise CheckpointError(f"checkpoint {path}: malformed (state_dict/model_config/policy_class_path)")
+    for key, wanted in (("state_dict", dict), ("model_config", str), ("policy_class_path", str)):
+        if not isinstance(raw.get(key), wanted):
+            problem = "missing" if key not in raw else f"a {type(raw[key]).__name__}, not a {wanted.__name__}"
+            raise CheckpointError(f"checkpoint {path}: malformed: entry {key!r} is {problem}")
+    state, config, class_path = raw["state_dict"], raw["model_config"], raw["policy_class_path"]
     return Checkpoint(state, config, class_path, version)
 
 
@@ -202,7 +205,7 @@ def load_policy(
     try:
         policy.load_state_dict(checkpoint.state_dict, strict=True)
     except RuntimeError as error:
-        summary = " ".join(str(error).split())[:200]
+        summary = shorten(" ".join(str(error).split()), 200, placeholder=" ...")  # at a word; all of it in the log
         raise CheckpointError(f"checkpoint {path}: weights do not fit {policy_cls.__name__}: {summary}") from error
     policy.eval()
     return policy

@@ -22,7 +22,6 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +31,11 @@ import onnx
 from getiaction.errors import ConfigError, ExportError
 from getiaction.export.atomic import atomic_write_bytes
 from getiaction.export.extras import require
+from getiaction.export.options import Precision  # re-exported: torch-free home of the choices
 
 FLOAT16_MAX = 65504.0
 
 log = logging.getLogger(__name__)
-
-
-class Precision(StrEnum):
-    """Numeric precision of an exported graph's weights and arithmetic (inputs/outputs stay float32)."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
 
 
 def precision_of(value: Precision | str) -> Precision:

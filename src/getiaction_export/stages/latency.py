@@ -17,9 +17,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from getiaction_export.parity import batch_of
+
+if TYPE_CHECKING:
+    from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel
+    from getiaction_export.state import FormatOutcome, JobState
 
 WARMUP = 3
 MIN_RUNS = 10
@@ -82,3 +88,19 @@ def measure(
         torch.set_num_threads(previous)
     return {"torch_ms": round(torch_ms, 4), "runtime_ms": round(runtime_ms, 4),
             "speedup": round(torch_ms / max(runtime_ms, 1e-9), 3), "threads": threads, "runs": runs}
+
+
+def measure_format(state: JobState, outcome: FormatOutcome, candidate: OnnxRuntimeModel | OpenVINOModel,
+                   echo: Callable[[str], None]) -> None:
+    """Batch-1 latency of ``candidate`` beside PyTorch eager's (measured once per job); kept in the outcome."""
+    built, sample, verification = state.built, state.sample, outcome.verification
+    assert built is not None and sample is not None and verification is not None
+    batch = batch_one(sample, verification.dynamic)
+    eager = torch_call(built.module, batch, built.call_style)
+    figures = measure(eager, candidate.timed_call(batch), state.threads, state.torch_latency)
+    state.torch_latency = (figures["torch_ms"], figures["runs"])
+    figures.update(runtime=candidate.runtime, batch=batch_of(batch), **candidate.settings())
+    outcome.latency = figures
+    echo(f"[latency] ✓ {outcome.runtime} {figures['runtime_ms']:.2f} ms vs PyTorch eager "
+         f"{figures['torch_ms']:.2f} ms: {figures['speedup']:.2f}x (batch {figures['batch']}, "
+         f"{figures['threads']} threads, median of {figures['runs']})")

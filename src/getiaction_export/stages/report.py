@@ -1,4 +1,4 @@
-"""Stage ``report``: ``result.json``, the one file a script reads to know what a job did.
+"""Stage ``report``: ``result.json``, rendered once from the job's state, the one file a script reads.
 
 The schema is versioned (``schema_version``); later features add keys and never change these:
 ``status`` ("ok"/"failed"), ``error`` (one line or null), ``error_kind``, ``exit_code``,
@@ -17,16 +17,24 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from getiaction.export.atomic import atomic_write_text
+from getiaction_export.state import FormatOutcome, JobState
 
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
+
+
+def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
+    """Write ``result.json`` atomically into ``out_dir``."""
+    data = {"schema_version": SCHEMA_VERSION, **result}
+    path = Path(out_dir) / RESULT_FILE
+    atomic_write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
+    return path
 
 
 def _finite(value: Any) -> Any:
@@ -40,43 +48,99 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
-    """Write ``result.json`` atomically into ``out_dir``."""
-    data = {"schema_version": SCHEMA_VERSION, **result}
-    path = Path(out_dir) / RESULT_FILE
-    atomic_write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
-    return path
+def render_result(state: JobState) -> dict[str, Any]:
+    """The whole ``result.json`` of a job (finished or failed) from its state."""
+    failure, reached = state.failure, [o for o in state.formats.values() if o.status != "pending"]
+    promoted = state.promoted()
+    fmt = state.config.format
+    result: dict[str, Any] = {
+        "status": state.status, "error": failure.message if failure else None,
+        "error_kind": failure.kind if failure else None, "exit_code": int(state.exit_code),
+        "stage": state.stage, "stage_failed": state.stage if failure else None,
+        "policy": _policy(state), "format": fmt.name, "output_dir": str(state.out_dir),
+        "artifacts": {o.name: str(o.final[0]) for o in promoted},
+        "artifact_sizes": {o.name: o.size for o in promoted},
+        "artifact_sha256": {o.name: o.files[str(o.final[0])] for o in promoted},
+        "opset": state.opset, "exporter": state.source.exporter if state.source else None,
+        "parity": _merged_parity(state, reached), "timings": dict(state.timings), "versions": state.versions,
+        "provenance": state.identity, "precision": str(getattr(fmt, "precision", "fp32")),
+        "latency": max((o.latency for o in reached if o.latency), key=lambda f: f["speedup"], default=None),
+        "formats": {o.name: _format_record(o) for o in reached},
+        "job": state.job,
+    }
+    if state.sample is not None:
+        result["input_sample"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+                                  for k, v in state.sample.items()}
+    if state.graph is not None:
+        result["onnx"] = {"inputs": state.graph.inputs, "outputs": state.graph.outputs,
+                          "dynamic_axes": state.graph.dynamic_axes, "nodes": state.graph.nodes}
+    if "openvino" in state.formats and state.formats["openvino"].details:
+        result["openvino"] = state.formats["openvino"].details
+    if any(o.parity for o in reached):
+        tag = len(state.formats) > 1
+        result["parity_cases"] = [{**case, **({"format": o.name} if tag else {})}
+                                  for o in reached if o.parity for case in o.parity.cases]
+    optional = {"simplify": state.simplify, "runtime_check": _runtime_checks(state, reached), "package": state.package}
+    result.update({key: value for key, value in optional.items() if value is not None})
+    return result
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _policy(state: JobState) -> dict[str, Any]:
+    policy: dict[str, Any] = {"name": state.config.policy_name}
+    built = state.built
+    if built is not None:
+        policy.update(class_path=built.class_path, source=built.source, seed=built.seed,
+                      checkpoint=built.checkpoint, checkpoint_sha256=built.checkpoint_sha256,
+                      parameters=built.parameters)
+    return policy
 
 
-OUTPUT_KEYS = ("output_dir", "overwrite")
-"""Config keys that say where artifacts go, not what they are: left out of the config hash."""
+def _format_record(outcome: FormatOutcome) -> dict[str, Any]:
+    record: dict[str, Any] = {"status": outcome.status, "timings": dict(outcome.timings),
+                              "precision": outcome.precision, "runtime": outcome.runtime}
+    if outcome.verification is not None:
+        record["tolerances"] = outcome.verification.tolerances
+    if outcome.parity is not None:
+        record["parity"] = outcome.parity.outputs
+    if outcome.latency is not None:
+        record["latency"] = outcome.latency
+    if outcome.files:
+        record["files"] = dict(outcome.files)
+    if outcome.failure is not None:
+        record.update(error=outcome.failure.message, error_kind=outcome.failure.kind, stage=outcome.stage)
+    return record
 
 
-def provenance(config: dict[str, Any], checkpoint_sha256: str | None = None) -> dict[str, Any]:
-    """The reproducible identity of a job: its resolved config without output paths, and its hash.
+def _merged_parity(state: JobState, reached: list[FormatOutcome]) -> dict[str, Any]:
+    """One format's own parity, or per output the worst over the formats (a failing one wins, then the larger diff)."""
+    reports = [(o.name, o.parity.outputs) for o in reached if o.parity is not None]
+    if len(state.formats) == 1:
+        return reports[0][1] if reports else {}
+    merged: dict[str, dict[str, Any]] = {}
+    for name, parity in reports:
+        for output, figures in parity.items():
+            worst = merged.get(output)
+            passed = figures["passed"] and (worst is None or worst["passed"])
+            if worst is None or (not figures["passed"], figures["max_abs_diff"]) > (
+                not worst["passed"], worst["max_abs_diff"]
+            ):
+                merged[output] = {**figures, "format": name}
+            merged[output]["passed"] = passed
+    return merged
 
-    A checkpoint is identified by its sha256 rather than its path, so the same checkpoint copied
-    elsewhere gives the same hash.
 
-    Example:
-        >>> a = provenance({"policy": {"seed": 0}, "output_dir": "/tmp/a"})
-        >>> b = provenance({"policy": {"seed": 0}, "output_dir": "/tmp/b"})
-        >>> a["config_sha256"] == b["config_sha256"], len(a["config_sha256"])
-        (True, 64)
-    """
-    import hashlib
-
-    clean = {k: v for k, v in config.items() if k not in OUTPUT_KEYS and k != "hydra"}
-    if clean.get("checkpoint"):
-        clean["checkpoint"] = {"sha256": checkpoint_sha256}
-    digest = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
-    return {"config": clean, "config_sha256": digest}
+def _runtime_checks(state: JobState, reached: list[FormatOutcome]) -> dict[str, Any] | None:
+    """``runtime_check``: ``status`` ok/failed/skipped, and per backend the physicalai figures."""
+    checked = {o.name: o.runtime_check for o in reached if o.runtime_check is not None}
+    if not checked:
+        if state.runtime_check_skipped is None:
+            return None
+        return {"status": "skipped", "backends": {}, "reason": state.runtime_check_skipped}
+    failed = [figures for figures in checked.values() if not figures.get("passed")]
+    last = list(checked.values())[-1]
+    record: dict[str, Any] = {"status": "failed" if failed else "ok", "backends": checked,
+                              "physicalai": last.get("physicalai"),
+                              "error": failed[0].get("error") if failed else None}
+    if not failed:
+        record["default_backend"] = last.get("default_backend")
+    return record

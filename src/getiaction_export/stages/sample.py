@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from getiaction.errors import ConfigError
+from getiaction.errors import ConfigError, ExportError, MissingSampleError
 from getiaction_export.config import InputSampleSchema, TensorSpecSchema
+from getiaction_export.parity import random_tensor
 
 DTYPES = {
     "float32": torch.float32,
@@ -35,7 +36,7 @@ def make_input_sample(spec: InputSampleSchema, module: Any) -> dict[str, torch.T
     if spec.name == "from_policy":
         sample = getattr(module, "sample_input", None)
         if sample is None:
-            raise ConfigError(
+            raise MissingSampleError(
                 f"input_sample=from_policy: {type(module).__name__} has no sample_input; use input_sample=random "
                 "with input_sample.inputs.<name>.shape=[...], or input_sample=file with input_sample.path=..."
             )
@@ -43,17 +44,6 @@ def make_input_sample(spec: InputSampleSchema, module: Any) -> dict[str, torch.T
     if spec.name == "random":
         return random_sample(spec.inputs, spec.seed)
     return load_sample_file(spec.path)
-
-
-def random_tensor(
-    shape: list[int], dtype: torch.dtype, generator: torch.Generator, low: float, high: float
-) -> torch.Tensor:
-    """A seeded tensor: uniform in [low, high) for floats, integers in [low, high] otherwise."""
-    if dtype.is_floating_point:
-        return (torch.rand(shape, generator=generator) * (high - low) + low).to(dtype)
-    if dtype is torch.bool:
-        return torch.rand(shape, generator=generator) < 0.5
-    return torch.randint(int(low), int(high) + 1, shape, generator=generator, dtype=dtype)
 
 
 def random_sample(inputs: dict[str, TensorSpecSchema], seed: int) -> dict[str, torch.Tensor]:
@@ -108,3 +98,19 @@ def load_sample_file(path: str | None) -> dict[str, torch.Tensor]:
         reason = type(error).__name__
         raise ConfigError(f"input_sample.path: cannot read {path} as a dict of tensors: {reason}") from error
     raise ConfigError(f"input_sample.path: {path} must be an .npz or .pt file")
+
+
+def check_finite(module: Any, call_style: str, sample: dict[str, torch.Tensor]) -> None:
+    """Refuse a policy whose own outputs are NaN/Inf on the sample: no export of it could be verified."""
+    from getiaction_export.runtimes import torch_runner
+
+    try:
+        outputs = torch_runner(module, call_style)(sample)
+    except Exception:  # the export stage reports a failing forward with the sample's details
+        return
+    for index, output in enumerate(outputs):
+        if output.size and not np.isfinite(output).all():
+            raise ExportError(
+                f"the policy's forward returns NaN/Inf in output {index} on the input sample; "
+                "refusing to export a model that cannot be verified"
+            )

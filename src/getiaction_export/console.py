@@ -1,0 +1,70 @@
+"""What a job prints: one ``[stage] ✓ ...`` line per finished stage, with its time; a spinner on a terminal.
+
+A failure prints its ``[stage] ✗ ...`` line to the job's log (stdout) and the same line to
+stderr, so a script that captures only stderr still learns why a job failed.
+
+Example:
+    >>> lines = []
+    >>> console = Console(lines.append)
+    >>> timings = {}
+    >>> with console.stage("build", timings):
+    ...     pass
+    >>> console.done("build", "Dummy from config", timings["build"])
+    >>> lines[0].startswith("[build] ✓ Dummy from config  0.")
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("getiaction_export")
+
+LONG_STAGES = ("build", "export", "verify", "latency")
+"""Stages that get a live spinner on a terminal."""
+
+
+class Console:
+    """Stage lines for one job; ``echo`` defaults to the app's logger (console + job log)."""
+
+    def __init__(self, echo: Callable[[str], None] | None = None) -> None:
+        self.echo = echo or log.info
+
+    @contextmanager
+    def stage(self, name: str, *timings: dict[str, float]) -> Iterator[None]:
+        """Time the block into every mapping of ``timings`` (summed when a stage runs once per format)."""
+        started = time.perf_counter()
+        with _progress(name):
+            yield
+        elapsed = time.perf_counter() - started
+        for record in timings:
+            record[name] = round(record.get(name, 0.0) + elapsed, 4)
+
+    def done(self, name: str, message: str, seconds: float | None = None) -> None:
+        timing = f"  {seconds:.2f} s" if seconds is not None else ""
+        self.echo(f"[{name}] ✓ {message}{timing}")
+
+    def note(self, name: str, message: str, mark: str = "!") -> None:
+        """A warning (``!``) or a skipped step (``-``): does not fail the job."""
+        self.echo(f"[{name}] {mark} {message}")
+
+    def failed(self, name: str | None, message: str) -> None:
+        line = f"[{name}] ✗ {message}"
+        self.echo(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _progress(stage: str) -> Iterator[None]:
+    """A live spinner for long stages on a terminal (rich); nothing extra in logs and CI."""
+    if stage not in LONG_STAGES or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console as RichConsole
+
+    with RichConsole(stderr=True).status(f"[{stage}] running…", spinner="dots"):
+        yield

@@ -1,0 +1,40 @@
+"""Files a job writes: artifact names, content hashes, sizes. Torch-free (deploy_check uses it).
+
+Example:
+    >>> [p.name for p in artifact_files(Path("out"), "act", "openvino")]
+    ['act.xml', 'act.bin']
+    >>> human_size(4400)
+    '4.4 kB'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+ARTIFACT_SUFFIX = {"onnx": ".onnx", "torch": ".pt", "openvino": ".xml"}
+
+
+def artifact_files(folder: Path, stem: str, format_name: str) -> list[Path]:
+    """The files one format writes, the main one first (OpenVINO: ``.xml``, then ``.bin``)."""
+    main = folder / f"{stem}{ARTIFACT_SUFFIX[format_name]}"
+    return [main, main.with_suffix(".bin")] if format_name == "openvino" else [main]
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def human_size(size: int) -> str:
+    """``4.4 kB`` style (decimal units)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"

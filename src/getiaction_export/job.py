@@ -1,0 +1,297 @@
+"""The export job, free of Hydra: a composed config in, artifacts and ``result.json`` out.
+
+:func:`run_config` takes a composed config (a ``DictConfig``) and a folder; :func:`run_export`
+takes the validated :class:`~getiaction_export.config.ExportConfig`. Both return a
+:class:`JobResult` and never raise for a failed export: the error, its kind and the exit code go
+into the result, so a sweep keeps going. :class:`ExportJob` is the phase list:
+
+    prepare -> build -> sample -> per format: export -> check -> verify [-> simplify] [-> latency]
+    -> runtime_check -> promote (+ package) -> report
+
+Every phase is a function in :mod:`getiaction_export.stages` that takes and fills the typed
+:class:`~getiaction_export.state.JobState`; ``result.json`` is rendered once, from it, at the end.
+Artifacts are written under a hidden staging name and renamed to their final name only after
+they were checked and verified; nothing the user already had is overwritten unless
+``overwrite=true``.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
+    >>> config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"), input_sample=InputSampleSchema(),
+    ...                       format=OnnxFormatSchema(opset_version=14), policy_name="dummy")
+    >>> result = run_export(config, pathlib.Path(tempfile.mkdtemp()), echo=lambda line: None)
+    >>> result.status, result.report["opset"], result.report["parity"]["action"]["passed"]
+    ('ok', {'requested': 14, 'saved': 14}, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from getiaction.errors import ConfigError, ForwardError, GetiActionError
+from getiaction.export.atomic import prepare_parent
+from getiaction.export.versions import package_versions
+from getiaction_export import interrupts
+from getiaction_export.config import ExportConfig, job_formats
+from getiaction_export.console import Console
+from getiaction_export.errors import INTERRUPTED, failure_of, one_line
+from getiaction_export.files import artifact_files, human_size
+from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
+from getiaction_export.stages import export, latency
+from getiaction_export.stages.build import build_policy
+from getiaction_export.stages.check import check_onnx, check_openvino
+from getiaction_export.stages.package import write_package
+from getiaction_export.stages.promote import promote
+from getiaction_export.stages.report import render_result, write_result
+from getiaction_export.stages.runtime_check import runtime_check
+from getiaction_export.stages.sample import check_finite, make_input_sample
+from getiaction_export.stages.simplify import simplify
+from getiaction_export.stages.verify import gate, verification_for, verify_checkpoint
+from getiaction_export.state import FormatOutcome, JobState
+
+log = logging.getLogger("getiaction_export")
+
+PER_FORMAT_STAGES = ("export", "check", "verify", "simplify", "latency", "promote")
+"""Stages run once per format; with several formats the job's ``timings`` holds their sums."""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job did: plain data (launchers pickle it), the whole ``result.json`` in ``report``."""
+
+    status: str
+    exit_code: int
+    error: str | None
+    output_dir: str
+    report: dict[str, Any]
+
+
+def run_config(cfg: Any, out_dir: Path, job: dict[str, Any] | None = None) -> JobResult:
+    """Validate a composed config and run it into ``out_dir`` (``output_dir`` in the config wins)."""
+    from omegaconf import OmegaConf
+
+    from getiaction_export.config import policy_name, validate
+    from getiaction_export.files import sha256_of
+    from getiaction_export.identity import config_identity
+
+    try:
+        config = validate(cfg, policy_name=policy_name(cfg))
+    except ConfigError as error:  # normally caught by the pre-flight; kept for launchers that bypass it
+        log.error("[config] ✗ %s", one_line(error))
+        failure = failure_of(error)
+        failed = {"status": "failed", "error": failure.message, "error_kind": failure.kind,
+                  "exit_code": int(failure.exit_code), "stage": "config", "job": job}
+        write_result(out_dir, failed)
+        return JobResult("failed", int(failure.exit_code), failure.message, str(out_dir), failed)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    checkpoint = config.checkpoint
+    checkpoint_sha = sha256_of(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
+    identity = config_identity({str(k): v for k, v in resolved.items()}, checkpoint_sha)
+    # out_dir is the job's folder (the CLI pins Hydra's folder to output_dir; in a sweep, each job's
+    # subfolder of it), so result, artifacts, log and config record stay together
+    return run_export(dataclasses.replace(config, output_dir=None), out_dir, identity=identity, job=job)
+
+
+def run_export(
+    config: ExportConfig, out_dir: Path, echo: Callable[[str], None] | None = None,
+    identity: dict[str, Any] | None = None, job: dict[str, Any] | None = None,
+) -> JobResult:
+    """Run a validated config into ``out_dir`` (see the module doc)."""
+    return ExportJob(config, out_dir, echo, identity, job).run()
+
+
+class ExportJob:
+    """One export job: the phase list; each phase is a stage function on the job's state."""
+
+    def __init__(self, config: ExportConfig, out_dir: Path, echo: Callable[[str], None] | None = None,
+                 identity: dict[str, Any] | None = None, job: dict[str, Any] | None = None) -> None:
+        folder = Path(config.output_dir) if config.output_dir else Path(out_dir)
+        stem = config.policy_name
+        formats = {name: FormatOutcome(name, schema, staged=artifact_files(folder, f".{stem}.staging", name),
+                                       final=artifact_files(folder, stem, name))
+                   for name, schema in job_formats(config.format)}
+        self.state = JobState(config, folder, dict(identity or {}), package_versions(), formats, job,
+                              threads=default_threads())
+        self.console = Console(echo)
+
+    def run(self) -> JobResult:
+        """Run every phase; record (and write) the result whatever happens."""
+        started = time.perf_counter()
+        try:
+            self._phases()
+            self.state.stage = "report"
+        except Exception as error:  # the job's edge: every failure becomes a recorded result
+            if interrupts.received:  # e.g. a C extension's import turned Ctrl-C into ImportError
+                self._interrupted(started)
+                raise KeyboardInterrupt from error
+            self._fail(self._blame_sample(error))
+            log.debug("traceback of the failure", exc_info=True)
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, see cli): clean up, record, then let it stop the run
+            self._interrupted(started)
+            raise
+        finally:
+            self._remove_scratch()
+        return self._finish(started)
+
+    # ----------------------------------------------------------------------------------------
+    def _phases(self) -> None:
+        state, config = self.state, self.state.config
+        with self._stage("prepare"):
+            self._prepare()
+        with self._stage("build"):
+            state.built = build_policy(config.policy, config.checkpoint, config.allowed_packages)
+        built = state.built
+        origin = f"checkpoint {built.checkpoint}" if built.checkpoint else f"config (seed {built.seed})"
+        self._done("build", f"{built.class_path.rsplit('.', 1)[-1]} from {origin}")
+        with self._stage("sample"):
+            state.sample = make_input_sample(config.input_sample, built.module)
+            check_finite(built.module, built.call_style, state.sample)
+        self._done("sample", ", ".join(f"{k}{list(v.shape)}" for k, v in state.sample.items()))
+        for outcome in state.formats.values():
+            self._format(outcome)
+
+    def _format(self, outcome: FormatOutcome) -> None:
+        """One format: its own steps, then the package check, promotion and manifest."""
+        outcome.status = "running"
+        try:
+            {"torch": self._torch, "onnx": self._onnx, "openvino": self._openvino}[outcome.name](outcome)
+            with self._stage("runtime_check"):  # the package as it will be, in physicalai, before promote
+                runtime_check(self.state, outcome, self.console.echo)
+            with self._stage("promote", outcome):
+                promote(outcome)
+                write_package(self.state, outcome, self.console.echo)
+        except Exception as error:
+            outcome.status, outcome.failure, outcome.stage = "failed", failure_of(error), self.state.stage
+            raise
+        outcome.status = "ok"
+
+    def _onnx(self, outcome: FormatOutcome) -> None:
+        state, fmt = self.state, outcome.schema
+        with self._stage("export", outcome):
+            message = export.export_onnx_format(state, outcome)
+        self._done("export", message, outcome)
+        with self._stage("check", outcome):
+            checked = check_onnx(outcome.staged[0], fmt.opset_version)
+            assert state.graph is not None
+            state.opset, state.graph.nodes = {"requested": fmt.opset_version, "saved": checked["saved_opset"]}, \
+                checked["nodes"]
+        self._done("check", f"onnx.checker ok, saved opset {checked['saved_opset']} = requested, "
+                            f"{checked['nodes']} nodes", outcome)
+        with self._stage("verify", outcome):
+            verification = verification_for(state, outcome)
+            candidate = OnnxRuntimeModel(outcome.staged[0], state.threads)
+            gate(outcome, candidate, candidate.output_names, self.console.echo, len(state.formats) > 1)
+        self._done("verify", f"onnxruntime vs PyTorch on {len(verification.cases)} inputs", outcome)
+        if fmt.simplify:
+            with self._stage("simplify", outcome):
+                candidate = simplify(state, outcome, self.console.echo) or candidate
+        self._latency(outcome, candidate)
+
+    def _openvino(self, outcome: FormatOutcome) -> None:
+        state = self.state
+        with self._stage("export", outcome):
+            message = export.export_openvino_format(state, outcome)
+        self._done("export", message, outcome)
+        graph = state.graph
+        assert graph is not None
+        dynamic = bool(graph.dynamic_axes) and outcome.schema.dynamic_batch
+        with self._stage("check", outcome):
+            checked = check_openvino(outcome.staged[0], graph.input_names, graph.output_names, dynamic)
+            outcome.details["nodes"] = checked["nodes"]
+        self._done("check", f"IR reads back: inputs {checked['inputs']}, outputs {checked['outputs']}, "
+                            f"{'dynamic' if dynamic else 'static'} batch, {checked['nodes']} operations", outcome)
+        with self._stage("verify", outcome):
+            verification = verification_for(state, outcome)
+            candidate = OpenVINOModel(outcome.staged[0], graph.output_names, state.threads)
+            gate(outcome, candidate, candidate.output_names, self.console.echo, len(state.formats) > 1)
+        self._done("verify", f"OpenVINO (CPU, f32) vs PyTorch on {len(verification.cases)} inputs", outcome)
+        self._latency(outcome, candidate)
+
+    def _torch(self, outcome: FormatOutcome) -> None:
+        with self._stage("export", outcome):
+            message = export.export_torch_format(self.state, outcome)
+        self._done("export", message, outcome)
+        with self._stage("verify", outcome):
+            count = verify_checkpoint(self.state, outcome, self.console.echo)
+        self._done("verify", f"reloaded checkpoint is bit-identical on {count} inputs", outcome)
+
+    def _latency(self, outcome: FormatOutcome, candidate: OnnxRuntimeModel | OpenVINOModel) -> None:
+        if outcome.schema.latency:
+            with self._stage("latency", outcome):
+                latency.measure_format(self.state, outcome, candidate, self.console.echo)
+
+    def _prepare(self) -> None:
+        """The folder exists; no final artifact is replaced without ``overwrite=true``."""
+        prepare_parent(self.state.out_dir / ".prepare")
+        finals = [path for outcome in self.state.formats.values() for path in outcome.final]
+        existing = [path for path in finals if path.exists()]
+        if existing and not self.state.config.overwrite:
+            raise ConfigError(
+                f"output_dir: {existing[0]} already exists; pass overwrite=true or choose another output_dir"
+            )
+
+    # ----------------------------------------------------------------------------------------
+    @contextmanager
+    def _stage(self, name: str, outcome: FormatOutcome | None = None) -> Iterator[None]:
+        self.state.stage = name
+        timings = [self.state.timings]
+        if outcome is not None and name in PER_FORMAT_STAGES:
+            timings.append(outcome.timings)
+        with self.console.stage(name, *timings):
+            yield
+
+    def _done(self, name: str, message: str, outcome: FormatOutcome | None = None) -> None:
+        several = outcome is not None and len(self.state.formats) > 1
+        seconds = outcome.timings[name] if outcome is not None else self.state.timings[name]
+        self.console.done(name, f"{outcome.name}: {message}" if several and outcome else message, seconds)
+
+    def _blame_sample(self, error: Exception) -> Exception:
+        """A forward that rejects a user-given sample (random/file) is an input error, not an export error."""
+        from getiaction.export.onnx import describe_sample
+
+        kind = self.state.config.input_sample.name
+        if not isinstance(error, ForwardError) or kind == "from_policy":
+            return error
+        own = getattr(self.state.built.module, "sample_input", None) if self.state.built else None
+        hint = f"; the policy's own sample_input is {describe_sample(own)}" if own else ""
+        return ConfigError(f"input_sample={kind}: {error}{hint}")
+
+    def _fail(self, error: BaseException) -> None:
+        self.state.failure = failure_of(error)
+        self.console.failed(self.state.stage, self.state.failure.message)
+
+    def _interrupted(self, started: float) -> None:
+        self.state.failure = INTERRUPTED
+        self.console.failed(self.state.stage, INTERRUPTED.message)
+        self._finish(started)
+
+    def _remove_scratch(self) -> None:
+        stem, folder = self.state.config.policy_name, self.state.out_dir
+        scratch = [folder / f".{stem}.source.onnx", folder / f".{stem}.simplified.onnx"]
+        for path in [*scratch, *(p for outcome in self.state.formats.values() for p in outcome.staged)]:
+            path.unlink(missing_ok=True)
+
+    def _finish(self, started: float) -> JobResult:
+        """Render and write ``result.json`` (a failure to write it is reported, not raised)."""
+        state = self.state
+        state.timings["total"] = round(time.perf_counter() - started, 4)
+        report = render_result(state)
+        try:
+            path = write_result(state.out_dir, report)
+        except (OSError, GetiActionError) as error:
+            self.console.failed("report", f"cannot write result.json in {state.out_dir}: {one_line(error)}")
+        else:
+            if state.failure is None:
+                written = [f"{o.final[0]} ({human_size(o.size)})" for o in state.formats.values()]
+                self.console.done("report", f"{', '.join(written)}; report {path}")
+        failure = state.failure
+        return JobResult(state.status, int(state.exit_code), failure.message if failure else None,
+                         str(state.out_dir), report)

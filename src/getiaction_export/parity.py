@@ -1,0 +1,156 @@
+"""The parity gate's arithmetic: verification inputs, per-output comparison, worst-case report.
+
+Inputs are the sample itself plus seeded random inputs shaped like it (values drawn within the
+sample's own range), at the sample's batch size and, when the batch is dynamic, at each of the
+configured batch sizes. Per output the worst case over all of them is reported: max abs diff,
+mean abs diff, max rel diff, cosine similarity, and pass/fail against ``|a - b| <= atol + rtol*|b|``
+(tolerances per output). Non-finite values on either side fail the output, and which side had
+them is recorded (``nonfinite_expected`` / ``nonfinite_actual``).
+
+The runtimes being compared are in :mod:`getiaction_export.runtimes`; the stage that runs the
+gate and records its figures is :mod:`getiaction_export.stages.verify`.
+
+Example:
+    >>> import numpy as np
+    >>> stats = compare(np.array([1.0, 2.0]), np.array([1.0, 2.00001]), atol=1e-5, rtol=1e-4)
+    >>> stats["passed"], round(stats["max_abs_diff"], 6)
+    (True, 1e-05)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from getiaction_export.runtimes import Runner
+
+
+@dataclass
+class ParityReport:
+    """Worst-case figures per output, and each checked case."""
+
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cases: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outputs) and all(o["passed"] for o in self.outputs.values())
+
+    def failures(self) -> list[str]:
+        """One phrase per failing output."""
+        return [
+            f"{name}: max abs diff {o['max_abs_diff']:.3g} > atol {o['atol']:g}"
+            + (" (non-finite values)" if o["nonfinite"] else "")
+            for name, o in self.outputs.items()
+            if not o["passed"]
+        ]
+
+
+def compare(expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """Difference figures of ``actual`` against ``expected``."""
+    expected64 = expected.astype(np.float64)
+    actual64 = actual.astype(np.float64)
+    if expected64.shape != actual64.shape:
+        return {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "max_rel_diff": float("inf"),
+                "cosine": 0.0, "nonfinite": False, "nonfinite_expected": False, "nonfinite_actual": False,
+                "passed": False, "shape_mismatch": [list(expected64.shape), list(actual64.shape)]}
+    nonfinite_expected = bool(not np.isfinite(expected64).all())
+    nonfinite_actual = bool(not np.isfinite(actual64).all())
+    nonfinite = nonfinite_expected or nonfinite_actual
+    diff = np.abs(expected64 - actual64)
+    if diff.size == 0:
+        max_abs = mean_abs = max_rel = 0.0
+    else:
+        max_abs, mean_abs = float(np.nanmax(diff)), float(np.nanmean(diff))
+        max_rel = float(np.nanmax(diff / np.maximum(np.abs(expected64), 1e-12)))
+    norms = float(np.linalg.norm(expected64) * np.linalg.norm(actual64))
+    cosine = float(np.dot(expected64.ravel(), actual64.ravel()) / norms) if norms > 0 else 1.0
+    within = bool(np.all(diff <= atol + rtol * np.abs(expected64)))
+    return {"max_abs_diff": max_abs, "mean_abs_diff": mean_abs, "max_rel_diff": max_rel, "cosine": cosine,
+            "nonfinite": nonfinite, "nonfinite_expected": nonfinite_expected, "nonfinite_actual": nonfinite_actual,
+            "passed": within and not nonfinite}
+
+
+def random_tensor(
+    shape: list[int], dtype: torch.dtype, generator: torch.Generator, low: float, high: float
+) -> torch.Tensor:
+    """A seeded tensor: uniform in [low, high) for floats, integers in [low, high] otherwise."""
+    if dtype.is_floating_point:
+        return (torch.rand(shape, generator=generator) * (high - low) + low).to(dtype)
+    if dtype is torch.bool:
+        return torch.rand(shape, generator=generator) < 0.5
+    return torch.randint(int(low), int(high) + 1, shape, generator=generator, dtype=dtype)
+
+
+def batch_of(batch: Mapping[str, torch.Tensor]) -> int:
+    """The batch size of a batch of inputs (axis 0 of its first tensor; 1 for a scalar)."""
+    first = next(iter(batch.values()))
+    return int(first.shape[0]) if first.dim() else 1
+
+
+def verification_inputs(
+    sample: dict[str, torch.Tensor],
+    batch_sizes: Sequence[int],
+    dynamic_batch: bool,
+    count: int,
+    seed: int,
+) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """The sample, then ``count`` seeded random inputs at each batch size to check."""
+    generator = torch.Generator().manual_seed(seed)
+    sample_batch = batch_of(sample)
+    sizes = [sample_batch] + ([b for b in batch_sizes if b != sample_batch] if dynamic_batch else [])
+    cases = [(f"sample b={sample_batch}", sample)]
+    for batch in sizes:
+        for index in range(count):
+            inputs = {name: _like(tensor, batch, generator) for name, tensor in sample.items()}
+            cases.append((f"random#{index} b={batch}", inputs))
+    return cases
+
+
+def _like(tensor: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
+    shape = [batch, *tensor.shape[1:]] if tensor.dim() else []
+    if tensor.dtype is torch.bool:
+        return random_tensor(shape, tensor.dtype, generator, 0, 1)
+    low, high = float(tensor.min()), float(tensor.max())
+    if low == high:
+        low, high = low - 1.0, high + 1.0
+    return random_tensor(shape, tensor.dtype, generator, low, high)
+
+
+def check_parity(
+    reference: Runner,
+    candidate: Runner,
+    output_names: Sequence[str],
+    cases: list[tuple[str, dict[str, torch.Tensor]]],
+    atol: float,
+    rtol: float,
+    per_output: Mapping[str, tuple[float, float]] | None = None,
+) -> ParityReport:
+    """Run both on every case; keep each output's worst figures.
+
+    ``per_output`` maps an output name to its own ``(atol, rtol)``; the others use ``atol``/``rtol``.
+    """
+    report = ParityReport()
+    flags = ("nonfinite", "nonfinite_expected", "nonfinite_actual")
+    for label, inputs in cases:
+        expected, actual = reference(inputs), candidate(inputs)
+        batch = batch_of(inputs)
+        for name, want, got in zip(output_names, expected, actual, strict=True):
+            out_atol, out_rtol = (per_output or {}).get(name, (atol, rtol))
+            stats = compare(want, got, out_atol, out_rtol)
+            report.cases.append({"case": label, "batch": batch, "output": name, **stats})
+            worst = report.outputs.setdefault(
+                name, {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "max_rel_diff": 0.0, "cosine": 1.0,
+                       **dict.fromkeys(flags, False), "atol": out_atol, "rtol": out_rtol, "passed": True}
+            )
+            for key in ("max_abs_diff", "mean_abs_diff", "max_rel_diff"):
+                worst[key] = max(worst[key], stats[key])
+            worst["cosine"] = min(worst["cosine"], stats["cosine"])
+            for key in flags:
+                worst[key] = worst[key] or stats[key]
+            worst["passed"] = worst["passed"] and stats["passed"]
+    return report

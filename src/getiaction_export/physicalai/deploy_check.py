@@ -1,0 +1,290 @@
+"""``python -m getiaction_export.deploy_check DIR``: is DIR a policy package the physicalai runtime runs?
+
+For CI pipelines and for the robot side: it needs physicalai (``pip install
+'getiaction-export[deploy]'``) but not torch, and it trusts nothing our exporter wrote. It reads
+``DIR/manifest.json`` the way physicalai 0.3 does and reports, in one line, the first thing that
+would make the runtime fail or silently run something else:
+
+- not a folder, no ``manifest.json``, a manifest that is not JSON or not the runtime's schema;
+- ``model.artifacts`` whose first key is not a backend (the runtime reads it as the backend name;
+  ``{"model": ...}`` fails), a file it names that is missing (an OpenVINO ``.xml`` without its
+  ``.bin`` included), a file whose suffix is not the backend's;
+- two models for one backend (``a.onnx`` and ``b.onnx``: the runtime picks one by
+  ``policy.name`` or by directory order), a ``policy.name`` the runtime refuses or that makes it
+  load another file than ``model.artifacts`` names;
+- a model file whose sha256 differs from the one recorded at export (under ``getiaction``);
+- then, in the runtime itself, each backend (OpenVINO at f32 precision): the package loads, its
+  default backend is the first ``model.artifacts`` key, no input is float64, an output is named
+  ``action``, and one observation as the robot loop sends it (``state`` float32 (1, D), camera
+  frames (1, H, W, 3) uint8) gives a finite ``(chunk, A)`` from ``predict_action_chunk``.
+
+Warnings (``!``) do not fail the check: e.g. a single-camera policy whose graph reads
+``images.<camera>`` while physicalai's robot loop feeds one camera as ``images``.
+
+Exit codes: 0 deployable; 6 not deployable (one ``error:`` line on stderr says why);
+2 bad usage or physicalai missing.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "manifest.json").write_text('{"model": {"artifacts": {"model": "act.onnx"}}}')
+    >>> try:
+    ...     static_check(folder)
+    ... except NotDeployable as error:
+    ...     print(error)  # doctest: +ELLIPSIS
+    model.artifacts: first key 'model' is not a backend (the runtime reads it as the backend name); use one of ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from getiaction.errors import ExitCode, GetiActionError
+from getiaction_export.files import sha256_of
+from getiaction_export.physicalai.manifest import (
+    BACKEND_SUFFIX,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    SAFE_NAME,
+    SECTION,
+    drivability,
+    is_image_input,
+)
+
+
+class NotDeployable(GetiActionError):
+    """One line saying why the folder is not a package physicalai runs as intended."""
+
+    kind = "deploy"
+    exit_code = ExitCode.NOT_DEPLOYABLE
+
+
+@dataclass
+class Report:
+    """What the check found: ``lines`` (✓ passed checks), ``warnings`` and the backends it ran."""
+
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _known_backends() -> dict[str, tuple[str, ...]]:
+    """Backend name -> file extensions, from physicalai's registry when installed (else ours)."""
+    try:
+        from physicalai.inference.adapters import adapter_registry
+    except ImportError:
+        return {name: (suffix,) for name, suffix in BACKEND_SUFFIX.items()}
+    return {name: tuple(adapter_registry.extensions_of(name)) for name in adapter_registry.names()}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """``folder/manifest.json`` as a dict; :class:`NotDeployable` if it is missing or not a JSON object."""
+    if not folder.is_dir():
+        raise NotDeployable(f"{folder} is not a folder")
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise NotDeployable(f"no {MANIFEST_FILE} in {folder}: not a policy package "
+                            "(getiaction-export writes one beside every ONNX/OpenVINO export)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise NotDeployable(f"{MANIFEST_FILE} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise NotDeployable(f"{MANIFEST_FILE} holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _schema_check(data: dict[str, Any]) -> None:
+    """The runtime's own parser (pydantic) on the manifest, its first complaint as one line."""
+    try:
+        from physicalai.inference.manifest import Manifest
+    except ImportError:
+        return
+    try:
+        Manifest.model_validate(data)
+    except Exception as error:  # pydantic.ValidationError
+        errors = getattr(error, "errors", None)
+        if callable(errors) and errors():
+            first = errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            raise NotDeployable(f"{MANIFEST_FILE}: {where}: {first.get('msg')}") from error
+        raise NotDeployable(f"{MANIFEST_FILE} does not match the runtime's schema: {error}") from error
+
+
+def static_check(folder: Path) -> tuple[dict[str, Any], Report]:
+    """Everything that can be checked without loading a model; returns the manifest and a report."""
+    folder = Path(folder)
+    data = read_manifest(folder)
+    report = Report()
+    _schema_check(data)
+    if data.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
+        raise NotDeployable(f"{MANIFEST_FILE}: format is {data['format']!r}, not {MANIFEST_FORMAT!r}")
+    model = data.get("model") or {}
+    artifacts: dict[str, str] = dict(model.get("artifacts") or {})
+    known = _known_backends()
+    if not artifacts:
+        raise NotDeployable("model.artifacts is empty: declare the model file under its backend, "
+                            'e.g. {"onnx": "act.onnx"} (its first key is the default backend)')
+    for index, (backend, filename) in enumerate(artifacts.items()):
+        where = "first key" if index == 0 else "key"
+        if backend not in known:
+            raise NotDeployable(f"model.artifacts: {where} {backend!r} is not a backend (the runtime reads it as "
+                                f"the backend name); use one of {', '.join(known)}")
+        if Path(filename).suffix not in known[backend]:
+            raise NotDeployable(f"model.artifacts.{backend}: {filename} is not a {'/'.join(known[backend])} file, "
+                                f"which is what the {backend} backend loads")
+    name = str((data.get("policy") or {}).get("name") or "")
+    if name and not SAFE_NAME.fullmatch(name):
+        raise NotDeployable(f"policy.name {name!r}: the runtime accepts only [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    for backend, filename in artifacts.items():
+        _check_files(folder, backend, filename, known[backend], name)
+    _check_hashes(folder, data, artifacts)
+    report.lines.append(f"{MANIFEST_FILE}: backends {', '.join(artifacts)} (default {next(iter(artifacts))}), "
+                        f"files present, one model per backend")
+    inputs = ((data.get(SECTION) or {}).get("inputs")) or []
+    if inputs:
+        loop = drivability(inputs)
+        if not loop["ok"]:
+            report.warnings.append(f"robot loop: {loop['reason']}")
+    return data, report
+
+
+def _check_files(folder: Path, backend: str, filename: str, extensions: tuple[str, ...], name: str) -> None:
+    path = folder / filename
+    if not path.is_file():
+        raise NotDeployable(f"model.artifacts.{backend}: {filename} is missing from {folder}")
+    if backend == "openvino" and not path.with_suffix(".bin").is_file():
+        raise NotDeployable(f"model.artifacts.{backend}: {path.with_suffix('.bin').name} "
+                            f"(the weights of {filename}) is missing from {folder}")
+    models = sorted(p.name for ext in extensions for p in folder.glob(f"*{ext}") if not p.name.startswith("."))
+    if len(models) > 1:
+        raise NotDeployable(f"two {backend} models in {folder} ({', '.join(models)}): the runtime loads one by "
+                            "policy.name, or whichever it lists first; keep one model per backend in a package")
+    picked = f"{name}{Path(filename).suffix}" if name else None
+    if picked and picked != filename and (folder / picked).is_file():
+        raise NotDeployable(f"policy.name {name!r} makes the runtime load {picked}, not {filename} "
+                            f"named in model.artifacts.{backend}")
+
+
+def _check_hashes(folder: Path, data: dict[str, Any], artifacts: dict[str, str]) -> None:
+    """Files recorded at export (``getiaction.backends.<b>.files``) must still have their sha256."""
+    recorded = ((data.get(SECTION) or {}).get("backends")) or {}
+    for backend in artifacts:
+        for filename, digest in ((recorded.get(backend) or {}).get("files") or {}).items():
+            path = folder / filename
+            if path.is_file() and digest and sha256_of(path) != digest:
+                raise NotDeployable(f"{filename} changed since export: sha256 {sha256_of(path)[:12]}, "
+                                    f"the manifest records {digest[:12]}")
+
+
+def _graph_inputs(model: Any) -> list[dict[str, Any]]:
+    """``{name, shape, dtype}`` of the loaded model's inputs (axis 0 the batch; symbolic axes as strings)."""
+    adapter = model.adapter
+    session = getattr(adapter, "session", None)
+    if session is not None:  # onnxruntime
+        types = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+                 "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(float16)": "float16"}
+        return [{"name": i.name, "shape": [d if isinstance(d, int) else "batch" for d in i.shape],
+                 "dtype": types.get(i.type, i.type)} for i in session.get_inputs()]
+    compiled = getattr(adapter, "compiled_model", None)
+    specs = []
+    for name, port in zip(adapter.input_names, compiled.inputs if compiled is not None else [], strict=False):
+        shape = [int(d.get_length()) if d.is_static else "batch" for d in port.get_partial_shape()]
+        specs.append({"name": name, "shape": shape, "dtype": str(port.get_element_type().to_dtype())})
+    return specs
+
+
+def robot_observation(inputs: list[dict[str, Any]], seed: int = 0) -> dict[str, np.ndarray]:
+    """One batch-1 observation shaped as the robot loop sends it: camera frames (1, H, W, 3) uint8, the rest float32."""
+    generator = np.random.default_rng(seed)
+    observation: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        dims = [d if isinstance(d, int) else 1 for d in spec["shape"][1:]]
+        if is_image_input(spec):
+            channels, height, width = dims
+            observation[spec["name"]] = generator.integers(0, 256, (1, height, width, channels), dtype=np.uint8)
+        elif spec["dtype"] == "int64":
+            observation[spec["name"]] = np.zeros((1, *dims), dtype=np.int64)
+        else:
+            observation[spec["name"]] = generator.standard_normal((1, *dims)).astype(spec["dtype"])
+    return observation
+
+
+def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str | None = None) -> None:
+    """Load and run each declared backend (or ``only``) in physicalai; :class:`NotDeployable` on the first failure."""
+    from getiaction_export.physicalai.runtime_check import first_line, load, physicalai_version
+
+    artifacts = dict((data.get("model") or {}).get("artifacts") or {})
+    default = next(iter(artifacts))
+    if only is not None and only not in artifacts:
+        raise NotDeployable(f"--backend {only}: the manifest declares only {', '.join(artifacts)}")
+    for backend in [only] if only else list(artifacts):
+        try:
+            model = load(folder, backend, default)
+        except Exception as error:  # ExportError from load(), with the runtime's own first line
+            raise NotDeployable(str(error)) from error
+        outputs = list(model.adapter.output_names)
+        if "action" not in outputs:
+            raise NotDeployable(f"{backend}: the model's outputs are {outputs}; the runtime's select_action and "
+                                "predict_action_chunk read one named 'action'")
+        inputs = _graph_inputs(model)
+        wide = [spec["name"] for spec in inputs if spec["dtype"] == "float64"]
+        if wide:
+            raise NotDeployable(f"{backend}: input {wide[0]!r} is float64; the robot loop and onnxruntime feed "
+                                "float32 and the runtime does not cast")
+        try:
+            chunk = np.asarray(model.predict_action_chunk(robot_observation(inputs)))
+        except Exception as error:  # the runtime's KeyError/ValueError/RuntimeError on a bad feed
+            raise NotDeployable(f"{backend}: predict_action_chunk failed on a robot-loop observation: "
+                                f"{first_line(error)}") from error
+        if chunk.ndim != 2 or not np.isfinite(chunk).all():
+            raise NotDeployable(f"{backend}: predict_action_chunk gave {chunk.shape} "
+                                f"{'with NaN/Inf' if chunk.ndim == 2 else ''}; expected a finite (chunk, action_dim)")
+        report.backends[backend] = {"chunk": list(chunk.shape), "default": backend == default}
+        tag = " (default)" if backend == default else ""
+        report.lines.append(f"physicalai {physicalai_version()} runs {backend}{tag}: inputs "
+                            f"{[s['name'] for s in inputs]}, predict_action_chunk -> {tuple(chunk.shape)}")
+
+
+def check(folder: Path, only: str | None = None) -> Report:
+    """The whole check (static, then in the runtime); raises :class:`NotDeployable`."""
+    data, report = static_check(Path(folder))
+    runtime_check(Path(folder), data, report, only)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line of ``python -m getiaction_export.deploy_check``."""
+    parser = argparse.ArgumentParser(prog="python -m getiaction_export.deploy_check",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="a policy package: manifest.json and the model file(s)")
+    parser.add_argument("--backend", default=None, help="check only this backend (default: every declared one)")
+    args = parser.parse_args(argv)
+    from getiaction_export.physicalai.runtime_check import INSTALL_HINT, available
+
+    if not available():
+        print(f"error: the deploy check needs the physicalai package: {INSTALL_HINT}", file=sys.stderr)
+        sys.exit(ExitCode.CONFIG)
+    try:
+        report = check(args.folder, args.backend)
+    except NotDeployable as error:
+        print(f"error: {args.folder}: {error}", file=sys.stderr)
+        print("NOT deployable")
+        sys.exit(ExitCode.NOT_DEPLOYABLE)
+    for line in report.lines:
+        print(f"✓ {line}")
+    for line in report.warnings:
+        print(f"! {line}")
+    print(f"deployable: {args.folder} runs in physicalai")
+    sys.exit(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    main()

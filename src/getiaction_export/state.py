@@ -1,0 +1,180 @@
+"""What a job knows, typed: each stage takes values from here and adds its own, nothing re-derived.
+
+A :class:`JobState` holds the job's inputs (config, folder, identity) and what the stages
+produce: the :class:`BuiltPolicy`, the input sample, the shared float32 ONNX export, and per
+format a :class:`FormatOutcome` (its export, tolerances, verification cases, parity, latency,
+runtime check, promoted files). ``result.json`` and ``manifest.json`` are rendered from it
+(:mod:`getiaction_export.stages.report`, :mod:`getiaction_export.physicalai.manifest`); stages
+never read them back.
+
+Example:
+    >>> from getiaction_export.config import OnnxFormatSchema
+    >>> outcome = FormatOutcome("onnx", OnnxFormatSchema(), staged=[], final=[])
+    >>> outcome.status, outcome.precision, outcome.runtime
+    ('pending', 'fp32', 'onnxruntime')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from getiaction.errors import ExitCode
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from getiaction.export.onnx import OnnxExportResult
+    from getiaction_export.config import ExportConfig
+    from getiaction_export.errors import Failure
+    from getiaction_export.parity import ParityReport
+    from getiaction_export.runtimes import TorchReference
+
+RUNTIMES = {"torch": "reloaded checkpoint", "onnx": "onnxruntime", "openvino": "OpenVINO"}
+"""What each format is verified in (recorded as ``formats.<name>.runtime``)."""
+
+Cases = list[tuple[str, dict[str, "torch.Tensor"]]]
+"""Verification inputs: ``(label, batch)`` pairs."""
+
+
+@dataclass
+class BuiltPolicy:
+    """The policy to export and where it came from."""
+
+    module: nn.Module
+    class_path: str
+    source: str
+    """``config`` (built fresh from the policy group) or ``checkpoint``."""
+    seed: int | None = None
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    call_style: str = "dict"
+    """How its forward takes the inputs (``dict`` or ``kwargs``)."""
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+@dataclass
+class Graph:
+    """The exported graph's interface as the written file has it (read back, not as requested)."""
+
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    dynamic_axes: dict[str, dict[str, str]]
+    nodes: int | None = None
+
+    @property
+    def input_names(self) -> list[str]:
+        return [spec["name"] for spec in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [spec["name"] for spec in self.outputs]
+
+    @classmethod
+    def of(cls, exported: OnnxExportResult) -> Graph:
+        return cls([vars(s) for s in exported.inputs], [vars(s) for s in exported.outputs],
+                   {k: {str(a): n for a, n in v.items()} for k, v in exported.dynamic_axes.items()})
+
+
+@dataclass
+class Verification:
+    """What a format's artifact is held to: the inputs, PyTorch's outputs, each output's tolerance."""
+
+    cases: Cases
+    reference: TorchReference
+    tolerances: dict[str, dict[str, Any]]
+    """``{output: {atol, rtol, source}}``."""
+    dynamic: bool
+
+    def pairs(self) -> dict[str, tuple[float, float]]:
+        """``{output: (atol, rtol)}``."""
+        return {name: (chosen["atol"], chosen["rtol"]) for name, chosen in self.tolerances.items()}
+
+
+@dataclass
+class FormatOutcome:
+    """One format of a job: its files, and what its stages found."""
+
+    name: str
+    schema: Any
+    staged: list[Path]
+    """The hidden names the artifact is written under until it passed every check."""
+    final: list[Path]
+    """The names it gets when promoted (main file first)."""
+    status: str = "pending"
+    """``pending`` (not reached), ``running``, ``ok`` or ``failed``."""
+    failure: Failure | None = None
+    stage: str | None = None
+    """The stage that failed (set with ``failure``)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    """Format-specific records for result.json (``openvino``: converted_from, nodes, ...)."""
+    verification: Verification | None = None
+    parity: ParityReport | None = None
+    latency: dict[str, Any] | None = None
+    runtime_check: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    """Promoted files: ``{path: sha256}``, main file first."""
+
+    @property
+    def precision(self) -> str:
+        return str(getattr(self.schema, "precision", "fp32"))
+
+    @property
+    def runtime(self) -> str:
+        return RUNTIMES[self.name]
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.files)
+
+    @property
+    def size(self) -> int:
+        return sum(Path(path).stat().st_size for path in self.files)
+
+
+@dataclass
+class JobState:
+    """Everything one job produced so far (see the module doc)."""
+
+    config: ExportConfig
+    out_dir: Path
+    identity: dict[str, Any]
+    """The resolved config without output paths and its hash (:mod:`getiaction_export.identity`)."""
+    versions: dict[str, str]
+    formats: dict[str, FormatOutcome]
+    job: dict[str, Any] | None = None
+    """Hydra's job number and overrides (``None`` outside Hydra)."""
+    threads: int = 1
+    stage: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    built: BuiltPolicy | None = None
+    sample: dict[str, torch.Tensor] | None = None
+    source: OnnxExportResult | None = None
+    """The float32 ONNX export the ONNX artifact and the OpenVINO IR are both made from (once per job)."""
+    graph: Graph | None = None
+    opset: dict[str, int] | None = None
+    torch_latency: tuple[float, int] | None = None
+    """PyTorch eager's batch-1 median (ms) and run count, measured once, shared by every runtime."""
+    reference: TorchReference | None = None
+    simplify: dict[str, Any] | None = None
+    runtime_check_skipped: str | None = None
+    """Why the physicalai check did not run (``None``: it ran, or no format is a package)."""
+    package: dict[str, Any] | None = None
+    failure: Failure | None = None
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failure else "ok"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.failure.exit_code if self.failure else ExitCode.OK
+
+    def promoted(self) -> list[FormatOutcome]:
+        return [outcome for outcome in self.formats.values() if outcome.promoted]
