@@ -77,9 +77,10 @@ def run_config(cfg: Any, out_dir: Path, job: dict[str, Any] | None = None) -> Jo
     """Validate a composed config and run it into ``out_dir`` (``output_dir`` in the config wins)."""
     from omegaconf import OmegaConf
 
-    from getiaction_export.config import policy_name, validate
+    from getiaction_export.config import policy_name
     from getiaction_export.files import sha256_of
     from getiaction_export.identity import config_identity
+    from getiaction_export.validation import validate
 
     try:
         config = validate(cfg, policy_name=policy_name(cfg))

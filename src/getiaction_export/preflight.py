@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from getiaction.errors import ConfigError
-from getiaction_export.config import GROUPS, policy_name, suggest, validate
+from getiaction_export.config import GROUPS, policy_name
+from getiaction_export.validation import suggest, validate
 
 CONFIG_MODULE = "getiaction_export.conf"
 CONFIG_NAME = "config"

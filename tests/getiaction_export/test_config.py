@@ -12,8 +12,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from getiaction.errors import ConfigError
-from getiaction_export.config import GROUPS, OnnxFormatSchema, policy_name, validate
+from getiaction_export.config import GROUPS, OnnxFormatSchema, policy_name
 from getiaction_export.preflight import CONFIG_MODULE, preflight
+from getiaction_export.validation import validate
 
 
 def options(group: str) -> list[str]:

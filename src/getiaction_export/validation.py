@@ -1,0 +1,199 @@
+"""Validation: a composed config checked against the schemas of :mod:`getiaction_export.config`, all at once.
+
+Generic, field by field: OmegaConf's typed assignment, then each field's metadata (choices from the
+library enums, bounds), then the few rules that join two options. Every problem is reported in one
+line, before anything is built or written.
+
+Example:
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"policy": {"_target_": "getiaction.policies.Dummy"},
+    ...                         "input_sample": {"name": "from_policy"},
+    ...                         "format": {"name": "onnx", "opset_version": "14", "exporter": "torchscript"}})
+    >>> config = validate(cfg)
+    >>> config.format.opset_version, config.format.exporter is Exporter.TORCHSCRIPT, config.call_style
+    (14, True, <CallStyle.DICT: 'dict'>)
+    >>> validate(OmegaConf.merge(cfg, {"format": {"opset": 14, "precision": "fp8", "num_random_inputs": -1}}))
+    Traceback (most recent call last):
+    ...
+    getiaction.errors.ConfigError: 3 config errors: format.opset: unknown key (did you mean 'opset_version'?); \
+format.precision: 'fp8' is not valid; use fp32 or fp16; format.num_random_inputs=-1: must be >= 0
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+from dataclasses import fields, is_dataclass
+from enum import EnumMeta
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from getiaction.errors import ConfigError
+from getiaction.export.options import DYNAMO_LOWEST_OPSET, TORCHSCRIPT_HIGHEST_OPSET, CallStyle, Exporter
+from getiaction_export.config import (
+    FORMAT_SCHEMAS,
+    GROUPS,
+    POLICY_RESERVED_KEYS,
+    AllFormatSchema,
+    AppSchema,
+    ExportConfig,
+    InputSampleSchema,
+    OnnxFormatSchema,
+    PolicySchema,
+    PolicySpec,
+)
+
+
+def suggest(word: str, options: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
+    """Check a composed config against the schemas; raise one ConfigError listing every problem."""
+    missing = [group for group in GROUPS if OmegaConf.select(cfg, group) is None]
+    errors = [f"{group}: missing (choose one with {group}=NAME)" for group in missing]
+    app = _typed(AppSchema, cfg, "", errors, skip=(*GROUPS, "hydra"))
+    if not missing:
+        policy = None if cfg.get("checkpoint") else _policy(cfg.policy, errors)
+        sample = _typed(InputSampleSchema, cfg.input_sample, "input_sample", errors)
+        fmt = _format(cfg.format, errors)
+    if errors:
+        raise ConfigError((f"{len(errors)} config errors: " if len(errors) > 1 else "") + "; ".join(errors))
+    assert app is not None and sample is not None and fmt is not None  # no errors recorded
+    return ExportConfig(policy=policy, input_sample=sample, format=fmt, checkpoint=app.checkpoint,
+                        output_dir=app.output_dir, overwrite=app.overwrite,
+                        allowed_packages=list(app.allowed_packages), policy_name=policy_name or "policy")
+
+
+Schema = TypeVar("Schema")
+
+
+def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: Collection[str] = ()) -> Schema | None:
+    """``node`` as a ``schema`` instance (None if anything is wrong), every problem recorded in ``errors``.
+
+    Each field is converted by OmegaConf's typed assignment (the entries of a ``dict[str, <schema>]``
+    field are checked the same way, one level down), then :func:`_check_rules` applies the fields'
+    metadata. Keys in ``skip`` are left to the caller (schema fields among them become None).
+    """
+    if not isinstance(node, DictConfig):
+        errors.append(f"{key}: expected a mapping, got {node!r}")
+        return None
+    before, typed, failed = len(errors), OmegaConf.structured(schema), set()
+    declared, hints = {f.name: f for f in fields(schema)}, get_type_hints(schema)  # type: ignore[arg-type]
+    for name in (str(name) for name in node if name not in skip):
+        if name not in declared:
+            errors.append(f"{_join(key, name)}: unknown key{suggest(name, list(declared))}")
+            continue
+        if OmegaConf.is_missing(node, name):
+            typed[name] = MISSING  # reported below, with the schema's own missing values
+            continue
+        value, entry_schema = node[name], get_args(hints[name])[-1] if get_origin(hints[name]) is dict else None
+        if isinstance(entry_schema, type) and is_dataclass(entry_schema) and isinstance(value, DictConfig):
+            entries = {k: _typed(entry_schema, None if OmegaConf.is_missing(value, k) else value[k],
+                                 _join(key, f"{name}.{k}"), errors) for k in map(str, value)}
+            value = {k: entry for k, entry in entries.items() if entry is not None}
+        try:
+            typed[name] = value
+        except OmegaConfBaseException as error:
+            raw = OmegaConf.to_container(node, resolve=False).get(name)  # type: ignore[union-attr]
+            wanted = str(declared[name].type).replace(" | None", "")
+            errors.append(f"{_join(key, name)}: {raw!r} is not a valid {wanted} ({str(error).strip().splitlines()[0]})")
+            failed.add(name)
+    for name in set(skip) & set(declared):
+        typed[name] = None
+    missing = sorted(OmegaConf.missing_keys(typed))
+    for name in (name for name in missing if name not in failed):
+        example = declared[name].metadata.get("example", "...")
+        errors.append(f"{_join(key, name)}: missing value (set {_join(key, name)}={example})")
+    if missing:
+        return None
+    checked: Schema = OmegaConf.to_object(typed)  # type: ignore[assignment]
+    _check_rules(checked, key, errors)
+    return checked if len(errors) == before else None
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _check_rules(checked: Any, key: str, errors: list[str]) -> None:
+    """Every field's metadata: ``choices`` (a value becomes the enum's member) and ``min``/``max``."""
+    for spec in fields(checked):
+        value, where = getattr(checked, spec.name), _join(key, spec.name)
+        values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
+        choices, low, high = (spec.metadata.get(rule) for rule in ("choices", "min", "max"))
+        if choices is not None:
+            valid = [str(choice) for choice in choices]
+            wrong = [v for v in values if str(v) not in valid]
+            if wrong:
+                errors.append(f"{where}: {wrong[0]!r} is not valid; use {', '.join(valid[:-1])} or {valid[-1]}")
+            elif isinstance(choices, EnumMeta) and value is not None and not isinstance(value, list):
+                setattr(checked, spec.name, choices(value))
+        if low is not None and values:
+            top = high
+            if callable(high):  # costly (imports onnx): not needed from the minimum to the default (a valid value)
+                top = high() if min(values) < low or max(values) > spec.default else None
+            if any(v < low or (top is not None and v > top) for v in values):
+                rule = f"in {low}..{top}" if top is not None else "positive" if low == 1 else f">= {low}"
+                errors.append(f"{where}={value}: {'every value ' if isinstance(value, list) else ''}must be {rule}")
+
+
+def _policy(node: Any, errors: list[str]) -> PolicySpec | None:
+    """``policy``: the schema's keys checked; every other key is a keyword argument of ``_target_``."""
+    extra = [str(k) for k in node if k not in POLICY_RESERVED_KEYS] if isinstance(node, DictConfig) else []
+    checked = _typed(PolicySchema, node, "policy", errors, skip=extra)
+    if checked is None:
+        return None
+    resolved = OmegaConf.to_container(node, resolve=True)  # interpolations resolve in the whole config
+    assert isinstance(resolved, dict)  # node is a mapping: _typed checked it
+    kwargs = {name: resolved[name] for name in extra}
+    return PolicySpec(checked._target_, checked.seed, CallStyle(checked.call_style), kwargs)
+
+
+def _format(node: Any, errors: list[str]) -> Any:
+    """``format``: its ``name`` picks the schema; then the rules between options of an ONNX-based format."""
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    if name not in FORMAT_SCHEMAS:
+        hint = suggest(str(name), list(FORMAT_SCHEMAS))
+        errors.append(f"format.name: {name!r} is not a known format{hint}; valid: {sorted(FORMAT_SCHEMAS)}")
+        return None
+    fmt = _typed(FORMAT_SCHEMAS[name], node, "format", errors)
+    if isinstance(fmt, OnnxFormatSchema):
+        _check_exporter(fmt, errors)
+        _check_formats(fmt, errors)
+    return fmt
+
+
+def _check_exporter(fmt: OnnxFormatSchema, errors: list[str]) -> None:
+    """Opsets the chosen exporter cannot write (the library refuses them too, after the build)."""
+    opset = fmt.opset_version
+    if fmt.exporter == Exporter.DYNAMO and opset < DYNAMO_LOWEST_OPSET:
+        errors.append(f"format.opset_version={opset}: the dynamo exporter writes opset {DYNAMO_LOWEST_OPSET} or "
+                      "higher; use format.exporter=torchscript or auto")
+    if fmt.exporter == Exporter.TORCHSCRIPT and opset > TORCHSCRIPT_HIGHEST_OPSET:
+        errors.append(f"format.opset_version={opset}: the torchscript exporter writes opset "
+                      f"{TORCHSCRIPT_HIGHEST_OPSET} or lower; use format.exporter=dynamo or auto")
+
+
+def _check_formats(fmt: OnnxFormatSchema, errors: list[str]) -> None:
+    """The formats a job produces, their optional packages, and options that apply to none of them."""
+    from getiaction.export.extras import installed, missing_message
+
+    names = fmt.formats if isinstance(fmt, AllFormatSchema) else [fmt.name]
+    if not names or len(set(names)) != len(names):
+        errors.append(f"format.formats: {names} must name each format once, e.g. [onnx, openvino]")
+    if "openvino" in names and not installed("openvino"):
+        feature = "format=openvino" if fmt.name == "openvino" else "format=all with openvino in format.formats"
+        errors.append(missing_message(feature, "openvino"))
+    if fmt.simplify:
+        if "onnx" not in names:
+            errors.append("format.simplify: applies to format=onnx only (OpenVINO simplifies the graph itself); "
+                          "drop it or use format=onnx")
+        elif not installed("onnxslim"):
+            errors.append(missing_message("format.simplify=true", "onnxslim"))
+    if fmt.runtime_check and not installed("physicalai"):
+        errors.append(missing_message("format.runtime_check=true", "physicalai"))
