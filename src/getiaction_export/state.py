@@ -52,6 +52,9 @@ class BuiltPolicy:
     checkpoint_sha256: str | None = None
     call_style: str = "dict"
     """How its forward takes the inputs (``dict`` or ``kwargs``)."""
+    reference: nn.Module | None = None
+    """What the parity gate runs on the PyTorch side when it is not ``module`` itself: the source's own
+    inference (a LeRobot policy's pre-processor → policy → post-processor on raw observations)."""
 
     @property
     def parameters(self) -> int:

@@ -40,11 +40,16 @@ def from_config(spec: PolicySpec) -> BuiltPolicy:
     torch.manual_seed(int(spec.seed))  # fresh weights: same config -> same model
     try:
         module = factory(**kwargs)
+    except ConfigError:  # the factory's own one-line error names its key
+        raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"policy: {spec.target}(...) rejected its arguments: {error}") from error
     if not isinstance(module, nn.Module):
         raise ConfigError(f"policy._target_: {spec.target} returned {type(module).__name__}, not a torch.nn.Module")
-    return BuiltPolicy(module.eval(), class_path_of(module), "config", int(spec.seed), call_style=str(spec.call_style))
+    # a module may name what the parity gate compares it with (a LeRobot policy's own inference)
+    reference = getattr(module, "parity_reference", None)
+    return BuiltPolicy(module.eval(), class_path_of(module), "config", int(spec.seed), call_style=str(spec.call_style),
+                       reference=reference if isinstance(reference, nn.Module) else None)
 
 
 def _factory(target: str) -> Any:

@@ -31,7 +31,8 @@ def verification_for(state: JobState, outcome: FormatOutcome) -> Verification:
     if unknown:
         raise ConfigError(f"format.output_tolerances.{unknown[0]}: no such output; outputs: {graph.output_names}")
     if state.reference is None:
-        state.reference = TorchReference(state.built.module, state.built.call_style, graph.input_names)
+        pytorch = state.built.reference or state.built.module
+        state.reference = TorchReference(pytorch, state.built.call_style, graph.input_names)
     dynamic = bool(graph.dynamic_axes) and fmt.dynamic_batch
     cases = verification_inputs(sample, fmt.verify_batch_sizes, dynamic, fmt.num_random_inputs, fmt.seed)
     chosen = {name: tolerances(fmt, name) for name in graph.output_names}

@@ -1,0 +1,271 @@
+"""A LeRobot ``save_pretrained`` folder as an exportable policy (``policy=lerobot policy.path=DIR``).
+
+The folder is what ``lerobot-train`` writes: ``config.json`` and ``model.safetensors`` (the
+policy) beside the processor files (``policy_preprocessor*.json/.safetensors``, whose normalizer
+step holds the dataset stats). It is loaded with LeRobot's own loaders, and becomes:
+
+- **the exported module** (:class:`LeRobotExport`): raw observations in, raw actions out — the
+  inputs normalized with the dataset stats, the policy's inference step, the action chunk
+  un-normalized, all inside the graph. Normalization lives in the graph rather than in the
+  manifest's ``normalize``/``denormalize`` steps so every runtime (onnxruntime, OpenVINO,
+  physicalai, a user's own loop) gets the same numbers from the one file the gate verified, with
+  no float64 stats to trip onnxruntime and no second file to lose.
+- **the parity reference** (:class:`LeRobotInference`): LeRobot's own pre-processor → policy →
+  post-processor on the same raw observations. A lost or wrong normalization therefore fails
+  the parity gate; it is not compared with itself.
+
+Inference steps: ACT gives its whole action chunk ``(B, chunk_size, A)`` (deterministic in eval).
+Diffusion gives ``(B, n_action_steps, A)`` from its full denoising loop; its observations carry
+the history axis ``(B, n_obs_steps, ...)``; the start noise is fixed by ``noise_seed`` (stored in
+the graph, the same for every batch row), and the scheduler must be deterministic (DDIM): DDPM
+draws new noise at every step, so no file can match it; ``noise_scheduler=DDIM`` switches a
+DDPM-trained policy to DDIM sampling, as LeRobot users do for faster inference.
+
+Needs LeRobot (``pip install 'getiaction-export[lerobot]'``; tested with lerobot 0.4.4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from getiaction.errors import ConfigError
+
+SUPPORTED = ("act", "diffusion")
+NOISE_SCHEDULERS = ("DDIM",)
+"""Schedulers whose sampling is a function of the start noise alone (DDPM adds noise at every step)."""
+
+
+def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None) -> LeRobotExport:
+    """Load the LeRobot policy saved in ``path`` as a :class:`LeRobotExport` (see the module doc)."""
+    if not path:
+        raise ConfigError("policy.path: required: the folder LeRobot's save_pretrained wrote (config.json, "
+                          "model.safetensors, policy_preprocessor.json, ...)")
+    folder = Path(path)
+    kind = _policy_type(folder)
+    policy, pre, post = _load(folder, noise_scheduler)
+    if kind == "diffusion" and policy.config.noise_scheduler_type not in NOISE_SCHEDULERS:
+        raise ConfigError(
+            f"policy.path: this diffusion policy samples with {policy.config.noise_scheduler_type}, which draws new "
+            "noise at every denoising step (no exported graph can match it); add policy.noise_scheduler=DDIM"
+        )
+    normalizer = _normalizer_step(pre, "policy_preprocessor")
+    unnormalizer = _normalizer_step(post, "policy_postprocessor")
+    if kind == "act":
+        step: nn.Module = ACTStep(policy)
+        reference = LeRobotInference(pre, post, policy.predict_action_chunk)
+    else:  # LeRobot's predict_action_chunk stacks its history queues and calls generate_actions, as this does
+        reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed))
+        step = DiffusionStep(_traceable_copy(policy), noise_seed)
+    return LeRobotExport(policy, step, Stats(normalizer), Stats(unnormalizer), reference)
+
+
+def _policy_type(folder: Path) -> str:
+    config = folder / "config.json"
+    if not folder.is_dir():
+        raise ConfigError(f"policy.path: {folder} is not a folder (give a LeRobot save_pretrained folder)")
+    if not config.is_file():
+        raise ConfigError(f"policy.path: {folder} has no config.json; is it a LeRobot save_pretrained folder?")
+    try:
+        kind = str(json.loads(config.read_text())["type"])
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"policy.path: {config} is not a LeRobot policy config (no 'type')") from error
+    if kind not in SUPPORTED:
+        raise ConfigError(f"policy.path: LeRobot policy type {kind!r} is not supported yet; supported: "
+                          f"{', '.join(SUPPORTED)} (other types are not verified against their inference)")
+    return kind
+
+
+def _load(folder: Path, noise_scheduler: str | None) -> tuple[Any, Any, Any]:
+    """LeRobot's own loaders: config, policy (eval, CPU) and its pre/post-processor pipelines."""
+    try:
+        from lerobot.configs.policies import PreTrainedConfig
+        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    except ImportError as error:
+        raise ConfigError(f"policy=lerobot needs LeRobot: pip install 'getiaction-export[lerobot]' ({error})") \
+            from error
+    config = PreTrainedConfig.from_pretrained(str(folder))
+    config.device, config.pretrained_path = "cpu", str(folder)
+    if noise_scheduler is not None:
+        if noise_scheduler not in NOISE_SCHEDULERS or not hasattr(config, "noise_scheduler_type"):
+            raise ConfigError(f"policy.noise_scheduler: {noise_scheduler!r} is not valid; use DDIM "
+                              "(diffusion policies only)")
+        config.noise_scheduler_type = noise_scheduler
+    with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Loading weights from local directory"
+        policy = get_policy_class(config.type).from_pretrained(str(folder), config=config)
+    pre, post = make_pre_post_processors(config, pretrained_path=str(folder),
+                                         preprocessor_overrides={"device_processor": {"device": "cpu"}})
+    return policy.eval(), pre, post
+
+
+def _normalizer_step(pipeline: Any, name: str) -> Any:
+    steps = [step for step in pipeline.steps if hasattr(step, "norm_map") and hasattr(step, "stats")]
+    if not steps:
+        raise ConfigError(f"policy.path: the {name} has no (un)normalizer step; its stats cannot go into the graph")
+    return steps[0]
+
+
+class Stats(nn.Module):
+    """A LeRobot (un)normalizer step's stats and modes as buffers, applied with LeRobot's formulas.
+
+    Modes per feature type: ``MEAN_STD`` ``(x - mean) / (std + eps)``; ``MIN_MAX`` (and the
+    quantile modes, with q01/q99 or q10/q90) ``2 (x - lo) / (hi - lo) - 1``; ``IDENTITY`` or no
+    stats: unchanged. ``inverse`` undoes them.
+    """
+
+    BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"), "QUANTILE10": ("q10", "q90")}
+
+    def __init__(self, step: Any) -> None:
+        super().__init__()
+        self.eps = float(step.eps)
+        self.modes: dict[str, str] = {}
+        for key, feature in step.features.items():
+            mode = step.norm_map.get(feature.type)
+            mode_name = getattr(mode, "value", str(mode))
+            stats = (step.stats or {}).get(key)
+            if mode is None or mode_name == "IDENTITY" or not stats:
+                continue
+            wanted = ("mean", "std") if mode_name == "MEAN_STD" else self.BOUNDS.get(mode_name)
+            if wanted is None:
+                raise ConfigError(f"policy.path: normalization mode {mode_name} of {key!r} is not supported")
+            for stat in wanted:
+                self.register_buffer(_buffer(key, stat), torch.as_tensor(stats[stat], dtype=torch.float32))
+            self.modes[key] = mode_name
+
+    def forward(self, key: str, value: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        mode = self.modes.get(key)
+        if mode is None:
+            return value
+        if mode == "MEAN_STD":
+            mean, std = getattr(self, _buffer(key, "mean")), getattr(self, _buffer(key, "std"))
+            return value * std + mean if inverse else (value - mean) / (std + self.eps)
+        low_name, high_name = self.BOUNDS[mode]
+        low, high = getattr(self, _buffer(key, low_name)), getattr(self, _buffer(key, high_name))
+        span = torch.where(high - low == 0, torch.full_like(low, self.eps), high - low)
+        return (value + 1) / 2 * span + low if inverse else 2 * (value - low) / span - 1
+
+
+def _buffer(key: str, stat: str) -> str:
+    return f"{key.replace('.', '__')}__{stat}"
+
+
+class ACTStep(nn.Module):
+    """ACT's inference step on normalized inputs: the whole action chunk (its VAE latent is zero in eval)."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.policy = policy
+        self.cameras = list(policy.config.image_features)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cameras:
+            batch = {**batch, "observation.images": [batch[key] for key in self.cameras]}  # type: ignore[dict-item]
+        return self.policy.model(batch)[0]
+
+
+class DiffusionStep(nn.Module):
+    """Diffusion's denoising loop on normalized inputs ``(B, n_obs_steps, ...)`` from a fixed start noise."""
+
+    def __init__(self, policy: Any, noise_seed: int) -> None:
+        super().__init__()
+        self.policy = policy
+        self.cameras = list(policy.config.image_features)
+        config = policy.config
+        generator = torch.Generator().manual_seed(noise_seed)
+        self.register_buffer("noise", torch.randn((1, config.horizon, config.action_feature.shape[0]),
+                                                  generator=generator))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = dict(batch)
+        if self.cameras:
+            batch["observation.images"] = torch.stack([batch[key] for key in self.cameras], dim=-4)
+        size = batch["observation.state"].shape[0]
+        noise: torch.Tensor = self.noise  # type: ignore[assignment]
+        return self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
+
+
+class StaticCenterCrop(nn.Module):
+    """torchvision's ``CenterCrop`` with its offsets computed once from the configured image size.
+
+    torchvision computes them from the traced tensor's size (``round`` of a tensor), which the
+    TorchScript exporter cannot trace; the numbers are the same (``int(round((H - h) / 2))``).
+    """
+
+    def __init__(self, size: tuple[int, int], image: tuple[int, int]) -> None:
+        super().__init__()
+        (self.height, self.width), (height, width) = size, image
+        self.top, self.left = int(round((height - self.height) / 2.0)), int(round((width - self.width) / 2.0))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images[..., self.top : self.top + self.height, self.left : self.left + self.width]
+
+
+def _traceable_copy(policy: Any) -> Any:
+    """A copy of the diffusion policy whose eval-time center crops the exporters can trace."""
+    import copy
+
+    config = policy.config
+    shape = next(iter(config.image_features.values())).shape if config.image_features else None
+    exported = copy.deepcopy(policy)
+    for module in exported.modules():
+        crop = getattr(module, "center_crop", None)
+        if crop is not None and shape is not None and getattr(module, "do_crop", False):
+            if getattr(module, "resize", None) is not None:
+                raise ConfigError("policy.path: diffusion policies with resize_shape are not supported yet "
+                                  "(torchvision's Resize does not trace); use crop_shape only")
+            module.center_crop = StaticCenterCrop(tuple(config.crop_shape), (int(shape[-2]), int(shape[-1])))
+    return exported
+
+
+class LeRobotExport(nn.Module):
+    """What is exported: normalize the raw observation, run the inference step, un-normalize the action."""
+
+    def __init__(self, policy: Any, step: nn.Module, normalize: Stats, unnormalize: Stats,
+                 reference: LeRobotInference) -> None:
+        super().__init__()
+        self.step, self.normalize, self.unnormalize = step, normalize, unnormalize
+        self.config = None  # LeRobot's config is in the folder; the checkpoint format stores weights only
+        self.input_shapes = {key: tuple(feature.shape) for key, feature in policy.config.input_features.items()}
+        self.history = int(getattr(policy.config, "n_obs_steps", 1)) if isinstance(step, DiffusionStep) else 0
+        self.visual = set(policy.config.image_features)
+        # the gate compares the graph with LeRobot's own pipeline, not with this module (see module doc)
+        object.__setattr__(self, "parity_reference", reference)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        normalized = {key: self.normalize(key, value) for key, value in batch.items()}
+        return self.unnormalize("action", self.step(normalized), inverse=True)
+
+    @property
+    def sample_input(self) -> dict[str, torch.Tensor]:
+        """One raw observation (batch 1): state-like inputs around the stats, camera frames in [0, 1]."""
+        generator = torch.Generator().manual_seed(0)
+        history = (self.history,) if self.history else ()
+        sample = {}
+        for key, shape in self.input_shapes.items():
+            full = (1, *history, *shape)
+            tensor = torch.rand(full, generator=generator)
+            sample[key] = tensor if key in self.visual else tensor * 4 - 2
+        return sample
+
+
+class LeRobotInference(nn.Module):
+    """LeRobot's own inference on a raw observation batch: its pre-processor → ``infer`` → its post-processor."""
+
+    def __init__(self, pre: Any, post: Any, infer: Any) -> None:
+        super().__init__()
+        self.pre, self.post = pre, post
+        self.infer: Any = infer
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            processed = self.pre(dict(batch))
+            observation = {k: v for k, v in processed.items() if isinstance(v, torch.Tensor) and k != "action"}
+            return self.post(self.infer(observation))
