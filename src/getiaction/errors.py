@@ -13,6 +13,8 @@ Example:
     (True, 'export', 3)
     >>> MissingSampleError("input_sample: no sample").exit_code is ExitCode.CONFIG
     True
+    >>> first_line(RuntimeError("shape mismatch\\n  long traceback ..."))
+    'shape mismatch'
 """
 
 from __future__ import annotations
@@ -97,3 +99,12 @@ class VerificationError(GetiActionError):
 
     kind = "parity"
     exit_code = ExitCode.PARITY
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a foreign exception's message (at most 300 characters), else its type's name.
+
+    For quoting another library's error inside one of ours, which must stay one line.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

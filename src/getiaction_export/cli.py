@@ -39,6 +39,11 @@ from getiaction_export.preflight import (
     preflight,
     split_args,
 )
+from getiaction_export.summary import register_resolvers
+
+# At import, not in main(): a launcher's worker (joblib, Ray, submitit) imports this module to
+# unpickle the task function, then resolves the job folder's name (hydra.sweep.subdir) itself.
+register_resolvers()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,7 +1,8 @@
 """The application's config: one schema dataclass per group, the single source of truth for each option.
 
 An option is one schema field: type, default, docstring, and in its metadata the choices (a library
-enum such as :class:`~getiaction.export.options.Exporter`) and bounds (``min``/``max``).
+enum such as :class:`~getiaction.export.options.Exporter`), bounds (``min``/``max``) and the one
+kind of its group that reads it (``only_for``: the schema's ``name``).
 :mod:`getiaction_export.validation` checks a composed config against these schemas generically and
 returns an :class:`ExportConfig`.
 
@@ -17,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,40 @@ class TensorSpecSchema:
     high: float = 1.0
 
 
+def dotted_names(specs: Mapping[str, Any], spec_keys: Collection[str]) -> dict[str, Any]:
+    """``{name: spec}`` with the levels of dotted names joined back into the names.
+
+    OmegaConf splits an override's key at every dot, so ``+input_sample.inputs.observation.state.shape=[1,6]``
+    arrives as ``{observation: {state: {shape: [1, 6]}}}``. A spec's own keys (``spec_keys``) never
+    hold a mapping, so a mapping under any other key is the next level of a name. Levels that also
+    name a spec given in one piece (``{observation.state: {...}}``) are merged into it, the
+    per-level keys winning: a command-line ``+...observation.state.dtype=uint8`` refines a dict.
+
+    Example:
+        >>> dotted_names({"observation": {"state": {"shape": [1, 6]}, "images": {"top": {"shape": [1, 3, 8, 8]}}},
+        ...               "observation.state": {"dtype": "int64"}}, ["shape", "dtype", "low", "high"])
+        {'observation.state': {'dtype': 'int64', 'shape': [1, 6]}, 'observation.images.top': {'shape': [1, 3, 8, 8]}}
+    """
+    given: dict[str, Any] = {}
+    from_levels: dict[str, Any] = {}
+    for name, spec in specs.items():
+        levels = {str(k): v for k, v in spec.items() if k not in spec_keys and isinstance(v, Mapping)} \
+            if isinstance(spec, Mapping) else {}
+        own = {k: v for k, v in spec.items() if k not in levels} if levels else spec
+        if own or not levels:
+            _merge_into(given, str(name), own)
+        for inner, inner_spec in dotted_names(levels, spec_keys).items():
+            _merge_into(from_levels, f"{name}.{inner}", inner_spec)
+    for name, spec in from_levels.items():
+        _merge_into(given, name, spec)
+    return given
+
+
+def _merge_into(specs: dict[str, Any], name: str, spec: Any) -> None:
+    earlier = specs.get(name)
+    specs[name] = {**earlier, **spec} if isinstance(earlier, Mapping) and isinstance(spec, Mapping) else spec
+
+
 @dataclass
 class InputSampleSchema:
     """``input_sample``: where the example inputs come from."""
@@ -72,9 +108,9 @@ class InputSampleSchema:
     name: str = field(default="from_policy", metadata={"choices": INPUT_SAMPLE_KINDS})
     """``from_policy`` (the policy's sample_input), ``random`` (from ``inputs``) or ``file``."""
     seed: int = 0
-    inputs: dict[str, TensorSpecSchema] = field(default_factory=dict)
-    """For ``random``: ``{name: {shape, dtype}}``."""
-    path: str | None = field(default=None, metadata={"example": "observation.npz"})
+    inputs: dict[str, TensorSpecSchema] = field(default_factory=dict, metadata={"only_for": "random"})
+    """For ``random``: ``{name: {shape, dtype}}``; names may be dotted (``observation.state``): :func:`dotted_names`."""
+    path: str | None = field(default=None, metadata={"example": "observation.npz", "only_for": "file"})
     """For ``file``: an ``.npz`` or ``.pt`` (loaded with weights_only) of named arrays."""
 
 

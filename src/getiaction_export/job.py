@@ -122,6 +122,7 @@ class ExportJob:
         self.state = JobState(config, folder, dict(identity or {}), package_versions(), formats, job,
                               threads=default_threads())
         self.console = Console(echo)
+        self._fallback_noted = False
 
     def run(self) -> JobResult:
         """Run every phase; record (and write) the result whatever happens."""
@@ -179,6 +180,7 @@ class ExportJob:
         with self._stage("export", outcome):
             message = export.export_onnx_format(state, outcome)
         self._done("export", message, outcome)
+        self._note_fallback()
         with self._stage("check", outcome):
             checked = check_onnx(outcome.staged[0], fmt.opset_version)
             assert state.graph is not None
@@ -201,6 +203,7 @@ class ExportJob:
         with self._stage("export", outcome):
             message = export.export_openvino_format(state, outcome)
         self._done("export", message, outcome)
+        self._note_fallback()
         graph = state.graph
         assert graph is not None
         dynamic = bool(graph.dynamic_axes) and outcome.schema.dynamic_batch
@@ -228,6 +231,14 @@ class ExportJob:
         if outcome.schema.latency:
             with self._stage("latency", outcome):
                 latency.measure_format(self.state, outcome, candidate, self.console.echo)
+
+    def _note_fallback(self) -> None:
+        """Say once that ``exporter=auto`` replaced a failed dynamo export (recorded as ``exporter_fallback``)."""
+        source = self.state.source
+        if source is not None and source.fallback and not self._fallback_noted:
+            self._fallback_noted = True
+            self.console.note("export", f"{source.fallback}; used the TorchScript exporter at the same opset "
+                                        "(format.exporter=dynamo refuses instead)")
 
     def _prepare(self) -> None:
         """The folder exists; no final artifact is replaced without ``overwrite=true``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from getiaction.errors import ConfigError
 from getiaction_export.config import GROUPS, policy_name
-from getiaction_export.validation import suggest, validate
+from getiaction_export.validation import accepts_key, option_for, suggest, validate
 
 CONFIG_MODULE = "getiaction_export.conf"
 CONFIG_NAME = "config"
@@ -264,28 +265,71 @@ _MISSING_LAUNCHER = re.compile(r"Could not (?:load|find) 'hydra/launcher/([^']+)
 
 
 def _composition_message(error: Exception, variant: list[str], config_name: str) -> str:
-    """Hydra's multi-line composition errors, as one line that names the key (and its closest match)."""
-    from hydra import compose
+    """Hydra's multi-line composition errors, as one line that names the key (and its closest match).
 
+    Hydra refuses to override a key the YAML does not have: a key the schemas allow (an input of
+    ``input_sample.inputs``, a field the YAML leaves out) gets the exact override with ``+``; any
+    other is unknown, with the closest existing key.
+    """
     text = str(error)
     match = _OVERRIDE_KEY.search(text)
     if match and ("not in struct" in text or "To append" in text):
         key = match.group(1)
-        parent, _, leaf = key.rpartition(".")
-        others = [o for o in variant if not o.lstrip("+~").startswith(key + "=")]
-        try:
-            node = OmegaConf.select(compose(config_name=config_name, overrides=others), parent) if parent else None
-        except Exception:
-            node = None
+        line = next((o for o in variant if o.startswith(key + "=")), None)
+        composed = _compose_quietly(config_name, [o for o in variant if o is not line])
+        parent, missing = _first_missing(composed, key)
+        node = OmegaConf.select(composed, parent) if composed is not None and parent else composed
         valid = [str(k) for k in node] if isinstance(node, DictConfig) else []
-        hint = suggest(leaf, valid) + (f"; valid: {', '.join(valid)}" if valid else "")
-        return f"{key}: unknown key{hint}"
+        dotted = any(name.startswith(f"{missing}.") for name in valid)  # the first level of a dotted name
+        hint = suggest(missing, valid) if missing and not dotted else ""
+        format_name = OmegaConf.select(composed, "format.name", default=None) if composed is not None else None
+        option = option_for(key)
+        group = option.split("=", 1)[0] if option else ""
+        chosen = OmegaConf.select(composed, f"{group}.name", default=None) if composed is not None and group else None
+        if line is not None and option and chosen and option != f"{group}={chosen}":
+            others = [o for o in variant if o is not line and not o.startswith(group + "=")] + [option]
+            fixed = line if _compose_quietly(config_name, [*others, line]) is not None else "+" + line
+            return f"{key}: read only by {option}, not {group}={chosen}; use {option} {shlex.quote(fixed)}"
+        if line is not None and accepts_key(key, format_name):
+            return f"{key}: not in the config yet{hint}; add '+' in front to add it: {shlex.quote('+' + line)}"
+        where = f"{parent}.{missing}" if parent and missing else missing or key
+        return f"{where}: unknown key{hint}" + (f"; valid: {', '.join(valid)}" if valid else "")
     if match:
         return f"{match.group(1)}: {_first_line(error, skip=1)}"
     plugin = _MISSING_LAUNCHER.search(text)
     if plugin:
         return _plugin_hint(plugin.group(1))
     return _first_line(error)
+
+
+def _compose_quietly(config_name: str, overrides: list[str]) -> DictConfig | None:
+    from hydra import compose
+
+    try:
+        return compose(config_name=config_name, overrides=overrides)
+    except Exception:
+        return None
+
+
+def _first_missing(cfg: DictConfig | None, key: str) -> tuple[str, str]:
+    """``(the deepest part of key that cfg has, the next part)``; ``(key, "")`` when cfg has it all.
+
+    Example:
+        >>> _first_missing(OmegaConf.create({"input_sample": {"inputs": {}}}), "input_sample.inputs.state.shape")
+        ('input_sample.inputs', 'state')
+    """
+    parts = key.split(".")
+    if cfg is None:
+        return ".".join(parts[:-1]), parts[-1]
+    node: Any = cfg
+    for index, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            return ".".join(parts[:index]), part
+        try:
+            node = node[part]
+        except OmegaConfBaseException:  # a leaf whose interpolation does not resolve: nothing below it
+            node = None
+    return key, ""
 
 
 def _first_line(error: Exception, skip: int = 0) -> str:

@@ -43,6 +43,7 @@ from getiaction_export.config import (
     OnnxFormatSchema,
     PolicySchema,
     PolicySpec,
+    dotted_names,
 )
 
 
@@ -50,6 +51,59 @@ def suggest(word: str, options: list[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def accepts_key(key: str, format_name: str | None = None) -> bool:
+    """Whether the schemas allow ``key`` (dotted path) in a config, whether or not the YAML has it.
+
+    Tells "needs ``+``" (Hydra refuses to override a key the YAML lacks) from a misspelt key.
+    Beside declared fields, the keys of three mappings are the user's own names: the inputs of
+    ``input_sample.inputs`` (dotted names split into levels, :func:`dotted_names`), the outputs of
+    ``format.output_tolerances``, and ``policy``'s keyword arguments of ``_target_``.
+
+    Example:
+        >>> [accepts_key(k) for k in ("input_sample.inputs", "input_sample.inputs.observation.state.shape",
+        ...                           "format.output_tolerances.action.atol", "policy.hidden")]
+        [True, True, True, True]
+        >>> [accepts_key(k) for k in ("format.opset", "input_sample.inputs.state.shap", "policy.config.x")]
+        [False, False, False]
+    """
+    groups: dict[str, Any] = {"policy": PolicySchema, "input_sample": InputSampleSchema,
+                              "format": FORMAT_SCHEMAS.get(str(format_name), AllFormatSchema)}
+    parts = key.split(".")
+    schema: Any = AppSchema
+    entry: Any = None  # the schema of a named entry, once inside one (a name may go on: observation.state)
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        declared = {f.name: f for f in fields(schema)} if schema is not None else {}
+        if schema is AppSchema and part in groups:
+            schema = groups[part]
+        elif part in declared and get_origin(get_type_hints(schema)[part]) is dict:
+            schema, entry = None, get_args(get_type_hints(schema)[part])[-1]
+        elif part in declared:
+            return last
+        elif schema is PolicySchema:
+            return last  # a keyword argument of _target_; what it holds is the target's business
+        elif entry is not None and not (schema is entry and last):
+            schema = entry  # an entry's name, or the next level of a dotted name
+        else:
+            return False
+    return True
+
+
+def option_for(key: str) -> str | None:
+    """The group option a key is read by, when only one option of its group reads it (``only_for``).
+
+    Example:
+        >>> option_for("input_sample.inputs.observation.state.shape"), option_for("input_sample.seed")
+        ('input_sample=random', None)
+    """
+    group, _, rest = key.partition(".")
+    schema = {"input_sample": InputSampleSchema}.get(group)
+    declared = {f.name: f for f in fields(schema)} if schema is not None else {}
+    spec = declared.get(rest.split(".", 1)[0])
+    only = spec.metadata.get("only_for") if spec is not None else None
+    return f"{group}={only}" if only else None
 
 
 def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
@@ -72,12 +126,15 @@ def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
 Schema = TypeVar("Schema")
 
 
-def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: Collection[str] = ()) -> Schema | None:
+def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: Collection[str] = (),
+           add: str = "") -> Schema | None:
     """``node`` as a ``schema`` instance (None if anything is wrong), every problem recorded in ``errors``.
 
     Each field is converted by OmegaConf's typed assignment (the entries of a ``dict[str, <schema>]``
     field are checked the same way, one level down), then :func:`_check_rules` applies the fields'
     metadata. Keys in ``skip`` are left to the caller (schema fields among them become None).
+    ``add`` prefixes the override a missing value is set with: ``+`` inside an entry the user named,
+    which no YAML declares.
     """
     if not isinstance(node, DictConfig):
         errors.append(f"{key}: expected a mapping, got {node!r}")
@@ -93,8 +150,9 @@ def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: C
             continue
         value, entry_schema = node[name], get_args(hints[name])[-1] if get_origin(hints[name]) is dict else None
         if isinstance(entry_schema, type) and is_dataclass(entry_schema) and isinstance(value, DictConfig):
+            value = _joined_names(value, entry_schema)
             entries = {k: _typed(entry_schema, None if OmegaConf.is_missing(value, k) else value[k],
-                                 _join(key, f"{name}.{k}"), errors) for k in map(str, value)}
+                                 _join(key, f"{name}.{k}"), errors, add="+") for k in map(str, value)}
             value = {k: entry for k, entry in entries.items() if entry is not None}
         try:
             typed[name] = value
@@ -108,7 +166,7 @@ def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: C
     missing = sorted(OmegaConf.missing_keys(typed))
     for name in (name for name in missing if name not in failed):
         example = declared[name].metadata.get("example", "...")
-        errors.append(f"{_join(key, name)}: missing value (set {_join(key, name)}={example})")
+        errors.append(f"{_join(key, name)}: missing value (set {add}{_join(key, name)}={example})")
     if missing:
         return None
     checked: Schema = OmegaConf.to_object(typed)  # type: ignore[assignment]
@@ -116,16 +174,30 @@ def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: C
     return checked if len(errors) == before else None
 
 
+def _joined_names(node: DictConfig, entry_schema: type) -> DictConfig:
+    """A ``{name: <entry_schema>}`` mapping with dotted names put back together (:func:`dotted_names`).
+
+    The node itself when no name was split, so its interpolations still resolve in the whole config.
+    """
+    plain = OmegaConf.to_container(node, resolve=False)
+    assert isinstance(plain, dict)  # a DictConfig
+    joined = dotted_names({str(k): v for k, v in plain.items()}, [f.name for f in fields(entry_schema)])
+    return node if joined == plain else OmegaConf.create(joined)
+
+
 def _join(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
 def _check_rules(checked: Any, key: str, errors: list[str]) -> None:
-    """Every field's metadata: ``choices`` (a value becomes the enum's member) and ``min``/``max``."""
+    """Every field's metadata: ``choices`` (a value becomes the enum's member), ``min``/``max``, and
+    ``only_for``: a value given to a kind (the schema's ``name``) that never reads it is refused, not ignored."""
     for spec in fields(checked):
         value, where = getattr(checked, spec.name), _join(key, spec.name)
         values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
-        choices, low, high = (spec.metadata.get(rule) for rule in ("choices", "min", "max"))
+        choices, low, high, only = (spec.metadata.get(rule) for rule in ("choices", "min", "max", "only_for"))
+        if only is not None and values and values != [{}] and getattr(checked, "name", only) != only:
+            errors.append(f"{where}: read only by {key}={only}, not {key}={checked.name}; add {key}={only}")
         if choices is not None:
             valid = [str(choice) for choice in choices]
             wrong = [v for v in values if str(v) not in valid]

@@ -22,6 +22,7 @@ from torch import nn
 import getiaction
 from getiaction.errors import ConfigError, ExportError, OpsetError
 from getiaction.export import Export, OnnxExportResult
+from getiaction.export.onnx import export_onnx
 from getiaction.export.serialization import from_yaml
 from getiaction.policies import Dummy, DummyConfig
 from getiaction.policies.base import Policy
@@ -432,3 +433,26 @@ def test_path_must_end_in_onnx(dummy: Dummy, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^path: '.*model\.pt' must end in \.onnx$"):
         dummy.to_onnx(tmp_path / "model.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+class _QueryChunk(nn.Module):
+    """An ACT-like chunk: learned queries repeated over the batch (TorchScript names their fixed dims)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(5, 4))
+        self.linear = nn.Linear(3, 4)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.linear(batch["state"])
+        return self.queries.unsqueeze(0).repeat(hidden.shape[0], 1, 1) + hidden.unsqueeze(1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_only_the_batch_axis_is_dynamic_and_recorded_shapes_are_real(exporter: str, tmp_path: Path) -> None:
+    opset = 17 if exporter == "torchscript" else 18
+    result = export_onnx(_QueryChunk(), tmp_path / "c.onnx", {"state": torch.randn(1, 3)}, opset_version=opset,
+                         exporter=exporter)
+    assert [(spec.name, spec.shape) for spec in result.outputs] == [("action", ["batch", 5, 4])]
+    dims = onnx.load(str(tmp_path / "c.onnx")).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 5, 4]

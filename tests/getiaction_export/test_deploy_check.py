@@ -16,7 +16,7 @@ import torch
 
 from getiaction.errors import ExitCode
 from getiaction.policies import Dummy
-from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema, PolicySpec
+from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema, OpenVINOFormatSchema, PolicySpec
 from getiaction_export.deploy_check import main
 from getiaction_export.job import run_export
 from getiaction_export.physicalai.deploy_check import NotDeployable, check
@@ -188,3 +188,77 @@ def test_the_command_line_exit_codes(package: Path, copy: Callable[..., Path]) -
     bad = run(copy(lambda m: m["model"].update(artifacts={"model": "dummy.onnx"})))
     assert bad.returncode == ExitCode.NOT_DEPLOYABLE
     assert bad.stderr.count("\n") == 1 and "first key 'model' is not a backend" in bad.stderr
+
+
+# --- OpenVINO loaded as a robot does, with no hints ----------------------------------------------
+
+CPU_BF16 = "BF16" in __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+"""This machine's CPU computes bfloat16: OpenVINO then compiles in bf16 unless told f32."""
+F32_CALL = 'InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")'
+
+
+@pytest.fixture(scope="module")
+def openvino_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Dummy policy as an OpenVINO-only package (runtime check on): OpenVINO is its default backend."""
+    folder = tmp_path_factory.mktemp("dummy_ov")
+    fmt = OpenVINOFormatSchema(opset_version=17, latency=False, num_random_inputs=1, verify_batch_sizes=[1, 2])
+    config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"),
+                          input_sample=InputSampleSchema(), format=fmt, policy_name="dummy")
+    assert run_export(config, folder, echo=lambda line: None).status == "ok"
+    return folder
+
+
+def test_an_openvino_only_package_says_what_it_computes_in(
+    openvino_package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bf16 CPU: a ``!`` line naming bf16 and the f32 call; otherwise a ✓ line saying f32."""
+    code, out, err = verdict(openvino_package, capsys)
+    assert code == ExitCode.OK and err == "", err
+    assert out.rstrip().endswith("runs in physicalai")
+    report = check(openvino_package)
+    loaded = report.backends["openvino"]["default_load"]
+    assert loaded["call"] == "InferenceModel(dir)" and loaded["cpu_bf16"] is CPU_BF16
+    if CPU_BF16:
+        assert loaded["precision"] == "bf16" and 0 < loaded["relative"] <= 0.05
+        (warning,) = [line for line in out.splitlines() if line.startswith("! openvino:")]
+        assert warning.startswith("! openvino: InferenceModel(dir) (no hints) computes in bf16 on this CPU, not f32: "
+                                  "its action chunk is ")
+        assert "of the largest |action| off the f32 one (at export: " in warning  # the manifest's figure
+        assert warning.endswith(f"; for f32: {F32_CALL}")
+        assert not any(line.startswith("✓ openvino: InferenceModel(dir)") for line in out.splitlines())
+    else:
+        assert loaded["precision"] == "f32" and loaded["max_abs_diff_from_f32"] <= 1e-5
+        assert "✓ openvino: InferenceModel(dir) (no hints) computes in f32 on this CPU, as the export verified" in out
+        assert "! openvino" not in out
+
+
+def test_a_mixed_package_warns_about_the_openvino_call_without_the_hint(
+    package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ONNX is the default (f32); asking for OpenVINO without the hint is what the warning is about."""
+    code, out, _ = verdict(package, capsys)
+    assert code == ExitCode.OK
+    warnings = [line for line in out.splitlines() if line.startswith("! openvino:")]
+    if CPU_BF16:
+        assert len(warnings) == 1
+        assert warnings[0].startswith('! openvino: InferenceModel(dir, backend="openvino") (no hints) computes in bf16')
+        assert warnings[0].endswith(f"; for f32: {F32_CALL}")
+    else:
+        assert warnings == []
+    assert "default_load" not in check(package, "onnx").backends["onnx"]  # ONNX: f32, as before
+
+
+def test_a_default_openvino_load_beyond_the_tolerance_is_not_deployable(
+    openvino_package: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from getiaction_export.physicalai import runtime_check
+
+    monkeypatch.setattr(runtime_check, "REDUCED_PRECISION_TOLERANCE", 1e-9)
+    code, out, err = verdict(openvino_package, capsys)
+    if not CPU_BF16:  # f32: nothing to hold to the reduced-precision tolerance
+        assert code == ExitCode.OK, err
+        return
+    assert code == ExitCode.NOT_DEPLOYABLE and out == "NOT deployable\n"
+    assert err.startswith(f"error: {openvino_package}: openvino: InferenceModel(dir) (no hints) computes in bf16 on "
+                          "this CPU and its action chunk is ")
+    assert err.rstrip().endswith(f"(tolerance 0%); load {F32_CALL}") and err.count("\n") == 1

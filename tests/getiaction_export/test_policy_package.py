@@ -257,3 +257,153 @@ def test_cli_sweep_summary_has_the_runtime_check_column(cli, tmp_path: Path) -> 
     assert "| physicalai check |" in (tmp_path / "sweep" / "summary.md").read_text()
     job = tmp_path / "sweep" / row["job"]
     assert read_json(job / "manifest.json")["getiaction"]["config"]["format"]["runtime_check"] is None
+
+
+# --- what a robot loads by default: InferenceModel(dir) with no hints -----------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_BF16 = "BF16" in __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+"""This machine's CPU computes bfloat16: OpenVINO then compiles in bf16 unless told f32."""
+DEFAULT_PRECISION = "bf16" if CPU_BF16 else "f32"
+F32_CALL = 'InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")'
+
+
+def shipped(name: str) -> PolicySpec:
+    """The policy as ``conf/policy/<name>.yaml`` ships it (default config, seed 0)."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "conf" / "policy" / f"{name}.yaml").read_text())
+    kwargs = {k: v for k, v in spec.items() if k not in ("_target_", "seed", "call_style")}
+    return PolicySpec(target=spec["_target_"], seed=spec.get("seed", 0), kwargs=kwargs)
+
+
+def relative_off(model: Any, module: torch.nn.Module) -> float:
+    """Max abs diff from PyTorch / the largest |PyTorch action|, worst over the parity stage's inputs."""
+    worst = 0.0
+    for _, case in verification_inputs(module.sample_input, [1, 2], True, 1, 0):
+        feed = {k: v.numpy() for k, v in case.items()}
+        want = torch_action(module, feed)
+        worst = max(worst, float(np.abs(model(feed)["action"] - want).max() / np.abs(want).max()))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def openvino_only(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any], Any, list[str]]]:
+    """The shipped ACT and diffusion (default configs) as OpenVINO-only packages: folder, result, module, console."""
+    built = {}
+    for name in ("act", "diffusion"):
+        folder, lines = tmp_path_factory.mktemp(f"{name}_ov"), []
+        config = ExportConfig(policy=shipped(name), input_sample=InputSampleSchema(),
+                              format=OpenVINOFormatSchema(**FAST), policy_name=name)
+        result = run_export(config, folder, echo=lines.append).report
+        assert result["status"] == "ok", result["error"]
+        built[name] = (folder, result, build_policy(shipped(name)).module, lines)
+    return built
+
+
+@pytest.mark.parametrize("policy", ["act", "diffusion"])
+def test_an_openvino_only_package_is_verified_as_the_robot_loads_it(openvino_only: dict[str, Any], policy: str) -> None:
+    """``InferenceModel(dir)``, no hints: bf16 on a CPU with bfloat16, held to the stated tolerance; else f32."""
+    from getiaction_export.physicalai.runtime_check import REDUCED_PRECISION_TOLERANCE
+
+    folder, result, module, lines = openvino_only[policy]
+    figures = result["runtime_check"]["backends"]["openvino"]
+    assert figures["adapter_kwargs"] == F32 and figures["parity"]["action"]["max_abs_diff"] <= 1e-5  # as before
+    loaded = figures["default_load"]
+    assert loaded["call"] == "InferenceModel(dir)" and loaded["adapter_kwargs"] == {}
+    assert loaded["precision"] == DEFAULT_PRECISION and loaded["cpu_bf16"] is CPU_BF16
+    assert loaded["gated"] is True and loaded["passed"] is True and loaded["cases"] == figures["cases"]
+    action = loaded["outputs"]["action"]
+    assert loaded["max_abs_diff"] == action["max_abs_diff"] and loaded["relative"] == action["relative"]
+    assert action["max_abs_output"] > 0
+    if CPU_BF16:
+        assert loaded["tolerance"] == {"relative": REDUCED_PRECISION_TOLERANCE} == {"relative": 0.05}
+        assert 1e-4 < loaded["relative"] <= REDUCED_PRECISION_TOLERANCE  # measurably bf16, within the gate
+    else:
+        assert loaded["tolerance"] == {"atol": 1e-5, "rtol": 1e-4} and loaded["max_abs_diff"] <= 1e-5
+
+    # the runtime itself, loaded exactly as a robot does, agrees with the recorded figures
+    model = InferenceModel(folder)
+    assert model.backend == "openvino" and model.adapter.config == {}
+    assert model.adapter.compiled_model.get_property("INFERENCE_PRECISION_HINT").get_type_name() == DEFAULT_PRECISION
+    measured = relative_off(model, module)
+    assert measured <= (REDUCED_PRECISION_TOLERANCE if CPU_BF16 else 1e-5)
+    assert measured <= loaded["relative"] * 1.5 + 1e-6  # the same inputs' worst, from a subset of them
+    assert relative_off(InferenceModel(folder, **F32), module) <= 1e-5  # the f32 call the warnings give
+
+    # the manifest records it under getiaction.backends.openvino.default_load
+    recorded = read_json(folder / "manifest.json")["getiaction"]["backends"]["openvino"]["default_load"]
+    assert recorded["call"] == "InferenceModel(dir)" and recorded["checked"] is True
+    assert recorded["precision"] == DEFAULT_PRECISION and recorded["export_cpu_bf16"] is CPU_BF16
+    assert (recorded["max_abs_diff"], recorded["relative"], recorded["passed"]) == (
+        loaded["max_abs_diff"], loaded["relative"], True)
+    assert recorded["tolerance"] == loaded["tolerance"] and recorded["f32_call"] == F32_CALL
+
+    # and the console says so
+    (package_line,) = [line for line in lines if line.startswith("[package] ✓")]
+    assert f"backends openvino (default openvino); InferenceModel(dir) computes in {DEFAULT_PRECISION}" in package_line
+    warnings = [line for line in lines if line.startswith("[package] !")]
+    if CPU_BF16:
+        assert "on this CPU" in package_line and f"{loaded['relative']:.2%} of the largest |action|" in package_line
+        assert warnings == [f"[package] ! InferenceModel(dir) computes in bf16 on this CPU (OpenVINO's default where "
+                            f"the CPU has bfloat16), not the f32 the parity gate verified; for f32: {F32_CALL}"]
+        assert any(line.startswith("[runtime_check] ✓ InferenceModel(dir) with no hints (bf16 on this CPU)")
+                   for line in lines)
+    else:
+        assert warnings == [] and "on this CPU" not in package_line
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_each_backend_records_its_default_load(packages: dict[str, Any], policy: str) -> None:
+    """ONNX + OpenVINO: InferenceModel(dir) loads ONNX (f32, unchanged); OpenVINO's hint-free load is recorded."""
+    from getiaction_export.physicalai.runtime_check import REDUCED_PRECISION_TOLERANCE
+
+    folder, result, _ = packages[policy]
+    backends = result["runtime_check"]["backends"]
+    onnx = backends["onnx"]["default_load"]
+    assert onnx["call"] == "InferenceModel(dir)" and onnx["precision"] == "f32" and onnx["gated"] is True
+    assert onnx["passed"] is True and onnx["max_abs_diff"] <= 1e-5 and "cpu_bf16" not in onnx
+    assert onnx["max_abs_diff"] == pytest.approx(backends["onnx"]["parity"]["action"]["max_abs_diff"], abs=1e-7)
+    openvino = backends["openvino"]["default_load"]
+    assert openvino["call"] == 'InferenceModel(dir, backend="openvino")' and openvino["gated"] is False
+    assert openvino["precision"] == DEFAULT_PRECISION and openvino["passed"] is True
+    assert openvino["relative"] <= (REDUCED_PRECISION_TOLERANCE if CPU_BF16 else 1e-5)
+    manifest = read_json(folder / "manifest.json")["getiaction"]["backends"]
+    assert {b: manifest[b]["default_load"]["precision"] for b in manifest} == {"onnx": "f32",
+                                                                               "openvino": DEFAULT_PRECISION}
+    assert InferenceModel(folder).adapter.__class__.__name__ == "ONNXAdapter"  # the default load is f32
+
+
+def test_a_default_load_beyond_its_tolerance_fails_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a tolerance bf16 cannot meet, an OpenVINO-only package fails on a bf16 CPU (and passes in f32)."""
+    from getiaction_export.physicalai import runtime_check
+
+    monkeypatch.setattr(runtime_check, "REDUCED_PRECISION_TOLERANCE", 1e-9)
+    result = export("act", tmp_path, OpenVINOFormatSchema(**FAST))
+    if not CPU_BF16:  # the default load computes in f32 and is held to the f32 tolerance, not this one
+        assert result["status"] == "ok", result["error"]
+        assert result["runtime_check"]["backends"]["openvino"]["default_load"]["precision"] == "f32"
+        return
+    assert result["status"] == "failed" and result["exit_code"] == 4 and result["stage"] == "runtime_check"
+    assert result["error"].startswith("runtime check failed (physicalai openvino, InferenceModel(dir) with no hints, "
+                                      "bf16 on this CPU): action ")
+    assert "export format=all to make ONNX (f32) the package's default backend" in result["error"]
+    figures = result["runtime_check"]["backends"]["openvino"]
+    assert figures["passed"] is False and figures["parity"]["action"]["passed"] is True  # f32 was fine
+    assert figures["default_load"]["precision"] == "bf16" and figures["default_load"]["passed"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # nothing got a final name
+
+
+def test_without_the_runtime_check_the_manifest_still_says_what_the_default_load_computes_in(tmp_path: Path) -> None:
+    lines: list[str] = []
+    config = ExportConfig(policy=POLICIES["dummy"], input_sample=InputSampleSchema(), policy_name="dummy",
+                          format=OpenVINOFormatSchema(**FAST, runtime_check=False))
+    assert run_export(config, tmp_path, echo=lines.append).status == "ok"
+    recorded = read_json(tmp_path / "manifest.json")["getiaction"]["backends"]["openvino"]["default_load"]
+    assert recorded == {"call": "InferenceModel(dir)", "precision": DEFAULT_PRECISION, "checked": False}
+    (package_line,) = [line for line in lines if line.startswith("[package] ✓")]
+    assert package_line.endswith(f"(default openvino); InferenceModel(dir) computes in {DEFAULT_PRECISION}"
+                                 f"{' on this CPU' if CPU_BF16 else ''} (not checked: no runtime check)")
+    assert any(line.startswith("[package] ! InferenceModel(dir) computes in bf16") for line in lines) is CPU_BF16

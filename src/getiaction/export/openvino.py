@@ -46,10 +46,10 @@ import onnx
 import torch
 from torch import nn
 
-from getiaction.errors import ConfigError, ExportError
+from getiaction.errors import ConfigError, ExportError, first_line
 from getiaction.export.atomic import atomic_path, prepare_parent
 from getiaction.export.extras import require
-from getiaction.export.onnx import OnnxExportResult, TensorSpec, export_onnx
+from getiaction.export.onnx import NamedTensors, OnnxExportResult, TensorSpec, export_onnx
 
 RT_INFO_SECTION = "getiaction"
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -57,7 +57,7 @@ F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 @dataclass(frozen=True)
-class OpenVINOExportResult:
+class OpenVINOExportResult(NamedTensors):
     """What :func:`convert_onnx_to_openvino` wrote."""
 
     path: Path
@@ -71,14 +71,6 @@ class OpenVINOExportResult:
     opset: int | None = None
     """Opset of the ONNX graph it came from."""
     exporter: str | None = None
-
-    @property
-    def input_names(self) -> list[str]:
-        return [spec.name for spec in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [spec.name for spec in self.outputs]
 
 
 def openvino_module(feature: str = "to_openvino") -> Any:
@@ -119,7 +111,7 @@ def convert_onnx_to_openvino(
         # and Hydra sweep folders are named like "format=onnx,opset_version=17".
         model = ov.convert_model(io.BytesIO(Path(onnx_path).read_bytes()))
     except Exception as error:  # OpenVINO raises its own untyped errors
-        raise ExportError(f"OpenVINO could not convert the ONNX graph: {_first_line(error)}") from error
+        raise ExportError(f"OpenVINO could not convert the ONNX graph: {first_line(error)}") from error
     props["getiaction.precision"] = "fp16-weights" if compress_to_fp16 else "fp32"
     _keep_only_io_names(model)
     for key, value in props.items():
@@ -198,8 +190,3 @@ def _spec(port: Any, props: Mapping[str, str]) -> TensorSpec:
         for index, dim in enumerate(port.get_partial_shape())
     ]
     return TensorSpec(name, shape, str(port.get_element_type().to_dtype()))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from getiaction.errors import ConfigError, ExportError
+from getiaction.errors import ConfigError, ExportError, first_line
 from getiaction.export.atomic import atomic_write_bytes
 from getiaction.export.extras import require
 from getiaction.export.options import Precision  # re-exported: torch-free home of the choices
@@ -85,7 +85,7 @@ def convert_to_fp16(
     try:
         onnx.checker.check_model(half, full_check=True)
     except onnx.checker.ValidationError as error:
-        raise ExportError(f"precision=fp16: the float16 graph fails onnx.checker: {_first_line(error)}") from error
+        raise ExportError(f"precision=fp16: the float16 graph fails onnx.checker: {first_line(error)}") from error
     data = half.SerializeToString()
     if input_sample is not None:
         _refuse_nonfinite(fp32_bytes, data, input_sample)
@@ -138,7 +138,7 @@ def _refuse_nonfinite(fp32: bytes, fp16: bytes, sample: Mapping[str, Any]) -> No
     try:
         half = _run_reference(fp16, sample)
     except Exception as error:  # an operator the reference evaluator lacks: fall back to onnxruntime
-        log.warning("float16 check in onnxruntime only (reference evaluator: %s)", _first_line(error))
+        log.warning("float16 check in onnxruntime only (reference evaluator: %s)", first_line(error))
         half = _run_onnxruntime(fp16, sample)
     for name, values in half.items():
         if np.isfinite(reference[name]).all() and not np.isfinite(values).all():
@@ -187,18 +187,13 @@ def simplify_onnx(source: str | os.PathLike[str], destination: str | os.PathLike
     try:
         slim = onnxslim.slim(model)
     except Exception as error:  # onnxslim's failures are not typed; any of them means "keep the original"
-        raise ExportError(f"onnxslim failed: {type(error).__name__}: {_first_line(error)}") from error
+        raise ExportError(f"onnxslim failed: {type(error).__name__}: {first_line(error)}") from error
     if not isinstance(slim, onnx.ModelProto):
         raise ExportError(f"onnxslim returned {type(slim).__name__}, not a model")
     onnx.helper.set_model_props(slim, {**props, "getiaction.simplified": "onnxslim"})
     try:
         onnx.checker.check_model(slim, full_check=True)
     except onnx.checker.ValidationError as error:
-        raise ExportError(f"the simplified graph fails onnx.checker: {_first_line(error)}") from error
+        raise ExportError(f"the simplified graph fails onnx.checker: {first_line(error)}") from error
     atomic_write_bytes(destination, slim.SerializeToString())
     return SimplifyResult(Path(destination), before, count_nodes(slim))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -16,10 +16,16 @@ would make the runtime fail or silently run something else:
 - then, in the runtime itself, each backend (OpenVINO at f32 precision): the package loads, its
   default backend is the first ``model.artifacts`` key, no input is float64, an output is named
   ``action``, and one observation as the robot loop sends it (``state`` float32 (1, D), camera
-  frames (1, H, W, 3) uint8) gives a finite ``(chunk, A)`` from ``predict_action_chunk``.
+  frames (1, H, W, 3) uint8) gives a finite ``(chunk, A)`` from ``predict_action_chunk``;
+- and OpenVINO as a robot loads it with no hints (``InferenceModel(dir)``, or
+  ``backend="openvino"`` when it is not the default): what it computes in on *this* CPU (bf16
+  where the CPU has bfloat16) and how far its chunk is from the f32 one. Not f32 is a ``!``
+  warning naming the precision and the f32 call; for the default backend, a chunk off by more
+  than the export's bf16 tolerance (5 % of the largest ``|action|``) is not deployable.
 
 Warnings (``!``) do not fail the check: e.g. a single-camera policy whose graph reads
-``images.<camera>`` while physicalai's robot loop feeds one camera as ``images``.
+``images.<camera>`` while physicalai's robot loop feeds one camera as ``images``, or the bf16
+default load above.
 
 Exit codes: 0 deployable; 6 not deployable (one ``error:`` line on stderr says why);
 2 bad usage or physicalai missing.
@@ -50,10 +56,12 @@ from getiaction.errors import ExitCode, GetiActionError
 from getiaction_export.files import sha256_of
 from getiaction_export.physicalai.manifest import (
     BACKEND_SUFFIX,
+    F32_CALL,
     MANIFEST_FILE,
     MANIFEST_FORMAT,
     SAFE_NAME,
     SECTION,
+    default_call,
     drivability,
     is_image_input,
 )
@@ -251,6 +259,49 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
         tag = " (default)" if backend == default else ""
         report.lines.append(f"physicalai {physicalai_version()} runs {backend}{tag}: inputs "
                             f"{[s['name'] for s in inputs]}, predict_action_chunk -> {tuple(chunk.shape)}")
+        if backend == "openvino":
+            _default_load(folder, data, backend, default, inputs, chunk, report)
+
+
+def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, inputs: list[dict[str, Any]],
+                  chunk: np.ndarray, report: Report) -> None:
+    """The OpenVINO model loaded with no hints: its precision on this CPU, and its chunk against the f32 one."""
+    from getiaction_export.physicalai.runtime_check import (
+        REDUCED_PRECISION_TOLERANCE,
+        cpu_bf16,
+        first_line,
+        load,
+        precision_of,
+    )
+
+    call = default_call(backend, default)
+    try:
+        model = load(folder, backend, default, hints=False)
+        plain = np.asarray(model.predict_action_chunk(robot_observation(inputs)))
+    except Exception as error:  # ExportError from load(); the runtime's own errors from the call
+        raise NotDeployable(f"{backend}: {call} (no hints) fails: {first_line(error)}") from error
+    precision = precision_of(model)
+    diff = float(np.abs(plain.astype(np.float64) - chunk).max()) if plain.shape == chunk.shape else float("inf")
+    largest = float(np.abs(chunk).max())
+    relative = diff / largest if largest > 0 else (0.0 if diff == 0 else float("inf"))
+    report.backends[backend]["default_load"] = {"call": call, "precision": precision, "cpu_bf16": cpu_bf16(),
+                                                "max_abs_diff_from_f32": diff, "relative": relative}
+    recorded = (((data.get(SECTION) or {}).get("backends") or {}).get(backend) or {}).get("default_load") or {}
+    if precision == "f32":
+        report.lines.append(f"{backend}: {call} (no hints) computes in f32 on this CPU, as the export verified; "
+                            f"{diff:.1e} from the f32-hinted chunk")
+        return
+    at_export = ""
+    if recorded.get("checked") and isinstance(recorded.get("relative"), float):
+        at_export = (f" (at export: {recorded['relative']:.2%} off PyTorch, tolerance "
+                     f"{(recorded.get('tolerance') or {}).get('relative', REDUCED_PRECISION_TOLERANCE):.0%})")
+    if backend == default and not relative <= REDUCED_PRECISION_TOLERANCE:
+        raise NotDeployable(f"{backend}: {call} (no hints) computes in {precision} on this CPU and its action chunk is "
+                            f"{relative:.1%} of the largest |action| off the f32 one (tolerance "
+                            f"{REDUCED_PRECISION_TOLERANCE:.0%}); load {F32_CALL}")
+    report.warnings.append(f"{backend}: {call} (no hints) computes in {precision} on this CPU, not f32: its action "
+                           f"chunk is {relative:.2%} of the largest |action| off the f32 one{at_export}; "
+                           f"for f32: {F32_CALL}")
 
 
 def check(folder: Path, only: str | None = None) -> Report:

@@ -13,9 +13,12 @@ this module writes:
   the file names are informational. With both formats in one folder the first key is the
   default backend: ONNX (:data:`DEFAULT_BACKEND_ORDER`), because the runtime has no place in the
   manifest for OpenVINO's compile config, and OpenVINO's CPU default precision is bfloat16 on
-  CPUs that have it (error ~1e-3): the ONNX backend runs the numbers this tool verified.
-  Ask for OpenVINO explicitly with ``InferenceModel(dir, backend="openvino",
-  INFERENCE_PRECISION_HINT="f32")``.
+  CPUs that have it (AVX512-BF16/AMX; ACT ~1 %, diffusion ~2-3 % of the largest |action| off
+  PyTorch): the ONNX backend runs the numbers this tool verified in f32. Ask for OpenVINO in f32
+  explicitly with ``InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")``
+  (:data:`F32_CALL`). A folder holding only the IR loads in bf16 on such a CPU; the runtime check
+  verifies that load too, and ``getiaction.backends.<b>.default_load`` records, per backend,
+  what the hint-free load (:func:`default_call`) computes in and how far it is from PyTorch.
 - ``model.runner``: ``{"type": "single_pass"}``, the only runner; it takes no arguments
   (a ``chunk_size`` there is rejected), ``select_action`` queues the rows of each chunk itself.
 - ``model.preprocessors``: the runtime's own ``to_float_tensor`` when the graph has camera
@@ -73,6 +76,8 @@ DEFAULT_BACKEND_ORDER = ("onnx", "openvino")
 """Order of ``model.artifacts``; the first present is the runtime's default backend (see module doc)."""
 OPENVINO_F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 """Adapter kwargs (OpenVINO compile config) that make the runtime compute in float32."""
+F32_CALL = 'InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")'
+"""How a robot loads the OpenVINO model in f32, as the export verified it."""
 
 SAFE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$", re.ASCII)
 """The runtime's rule for ``policy.name`` (it becomes a file name)."""
@@ -89,6 +94,15 @@ def is_image_input(spec: Mapping[str, Any]) -> bool:
     name, shape = str(spec["name"]), list(spec["shape"])
     named = name == IMAGES or name.startswith(IMAGES + ".")
     return named and len(shape) == 4 and shape[1] == 3 and spec["dtype"] == "float32"
+
+
+def default_call(backend: str, default_backend: str | None) -> str:
+    """The hint-free call that loads ``backend`` from a package whose default backend is ``default_backend``.
+
+    >>> default_call("openvino", "openvino"), default_call("openvino", "onnx")
+    ('InferenceModel(dir)', 'InferenceModel(dir, backend="openvino")')
+    """
+    return "InferenceModel(dir)" if backend == default_backend else f'InferenceModel(dir, backend="{backend}")'
 
 
 def camera_name(input_name: str) -> str:
@@ -240,6 +254,7 @@ def manifest_section(
     """The :data:`SECTION` of the manifest: the job's provenance and each backend's verified figures."""
     built, graph = state.built, state.graph
     assert built is not None and graph is not None
+    default = next((b for b in DEFAULT_BACKEND_ORDER if b in files), None)
     backends: dict[str, Any] = {}
     for name, names in files.items():
         outcome = state.formats[name]
@@ -252,6 +267,9 @@ def manifest_section(
             backends[name]["adapter_kwargs"] = dict(OPENVINO_F32)
         if with_checks and outcome.runtime_check and outcome.runtime_check.get("passed"):
             backends[name]["runtime_check"] = runtime_summary(outcome.runtime_check)
+        if with_checks:
+            backends[name]["default_load"] = default_load_summary(
+                name, default, outcome.precision, (outcome.runtime_check or {}).get("default_load"))
     policy = {"name": state.config.policy_name, "class_path": built.class_path, "source": built.source,
               "seed": built.seed, "checkpoint_sha256": built.checkpoint_sha256}
     section: dict[str, Any] = {
@@ -265,7 +283,7 @@ def manifest_section(
         "exporter": state.source.exporter if state.source else None,
         "inputs": graph.inputs,
         "outputs": graph.outputs,
-        "default_backend": next((b for b in DEFAULT_BACKEND_ORDER if b in files), None),
+        "default_backend": default,
         "backends": backends,
         "robot_loop": drivability(graph.inputs),
     }
@@ -295,6 +313,36 @@ def runtime_summary(figures: Mapping[str, Any]) -> dict[str, Any]:
         summary["select_action_rows_in_order"] = chunk["select_action"]["rows_in_order"]
     if loop.get("uint8_frames"):
         summary["uint8_frames_max_abs_diff"] = loop["uint8_frames"]["max_abs_diff"]
+    return summary
+
+
+def default_load_summary(
+    backend: str, default_backend: str | None, precision: str, figures: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``backends.<b>.default_load``: what the hint-free load computes in, and how far from PyTorch.
+
+    ``figures``: the runtime check's ``default_load`` (None when it did not run: then only what
+    this machine would compute in). ``precision``: the format's (``fp32``/``fp16``).
+
+    >>> default_load_summary("onnx", "onnx", "fp32", None)
+    {'call': 'InferenceModel(dir)', 'precision': 'f32', 'checked': False}
+    """
+    call = default_call(backend, default_backend)
+    if backend == "openvino":
+        from getiaction_export.physicalai.runtime_check import openvino_default_precision
+
+        predicted = openvino_default_precision() or "unknown"
+    else:
+        predicted = "f16" if precision == "fp16" else "f32"
+    if not figures:
+        return {"call": call, "precision": predicted, "checked": False}
+    summary = {"call": call, "precision": figures["precision"], "checked": True,
+               **{key: figures.get(key) for key in ("max_abs_diff", "relative", "tolerance", "passed", "gated")}}
+    if backend == "openvino":
+        summary["export_cpu_bf16"] = figures.get("cpu_bf16")
+        summary["f32_call"] = F32_CALL
+        summary["note"] = ("without INFERENCE_PRECISION_HINT, OpenVINO computes in bf16 on CPUs with bfloat16 "
+                           "(AVX512-BF16/AMX) and in f32 on others; measured on the export machine")
     return summary
 
 

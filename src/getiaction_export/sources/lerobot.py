@@ -202,7 +202,7 @@ class StaticCenterCrop(nn.Module):
     def __init__(self, size: tuple[int, int], image: tuple[int, int]) -> None:
         super().__init__()
         (self.height, self.width), (height, width) = size, image
-        self.top, self.left = int(round((height - self.height) / 2.0)), int(round((width - self.width) / 2.0))
+        self.top, self.left = round((height - self.height) / 2.0), round((width - self.width) / 2.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return images[..., self.top : self.top + self.height, self.left : self.left + self.width]

@@ -1,15 +1,19 @@
 """Stage ``package``: after a format was promoted, (re)write the folder's ``manifest.json``.
 
 The manifest covers every ONNX/OpenVINO artifact the job promoted so far (``format=all`` adds
-OpenVINO to the ONNX package), with the runtime checks they passed. What goes into it, and why,
-is :mod:`getiaction_export.physicalai.manifest`.
+OpenVINO to the ONNX package), with the runtime checks they passed. The ``[package]`` line says
+what ``InferenceModel(dir)`` computes in and how far that is from PyTorch; a ``!`` line when the
+OpenVINO model loads in bf16 without the f32 hint (on a CPU with bfloat16). What goes into the
+manifest, and why, is :mod:`getiaction_export.physicalai.manifest`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from getiaction_export.physicalai.manifest import (
+    F32_CALL,
     MANIFEST_FILE,
     PACKAGE_FORMATS,
     SECTION,
@@ -32,10 +36,30 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     first = state.package is None  # format=all: say the warnings once
     state.package = {"manifest": str(path), "backends": names, "default_backend": names[0],
                      "policy_name": manifest["policy"].get("name"), "robot_loop": loop}
+    backends = manifest[SECTION]["backends"]
     echo(f"[package] ✓ {MANIFEST_FILE}: a physicalai policy package, backends {', '.join(names)} "
-         f"(default {names[0]})")
+         f"(default {names[0]}); {_default_load(names[0], backends[names[0]]['default_load'])}")
+    loaded = backends.get("openvino", {}).get("default_load") or {}
+    if outcome.name == "openvino" and loaded.get("precision", "f32") != "f32":
+        echo(f"[package] ! {loaded['call']} computes in {loaded['precision']} on this CPU (OpenVINO's default where "
+             f"the CPU has bfloat16), not the f32 the parity gate verified; for f32: {F32_CALL}")
     if first and not manifest["policy"].get("name"):
         echo(f"[package] ! policy.name left out: {state.config.policy_name!r} is not a name the runtime accepts "
              "([a-zA-Z0-9][a-zA-Z0-9_.-]*); it loads the folder's only model file of each backend")
     if first and not loop.get("ok", True):
         echo(f"[package] ! robot loop: {loop['reason']}")
+
+
+def _default_load(backend: str, record: Mapping[str, Any]) -> str:
+    """``InferenceModel(dir) computes in bf16 on this CPU, 0.95% of the largest |action| off PyTorch (...)``."""
+    text = f"{record['call']} computes in {record['precision']}"
+    if backend == "openvino" and record["precision"] != "f32":
+        text += " on this CPU"
+    if not record.get("checked"):
+        return text + " (not checked: no runtime check)"
+    tolerance = record["tolerance"]
+    bound = (f"{record['precision']} tolerance {tolerance['relative']:.0%}" if "relative" in tolerance
+             else f"atol {tolerance['atol']:.0e}")
+    if "relative" in tolerance:
+        return f"{text}, {record['relative']:.2%} of the largest |action| off PyTorch ({bound})"
+    return f"{text}, {record['max_abs_diff']:.1e} off PyTorch ({bound})"

@@ -71,6 +71,8 @@ def render_result(state: JobState) -> dict[str, Any]:
     if state.sample is not None:
         result["input_sample"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
                                   for k, v in state.sample.items()}
+    if state.source is not None and state.source.fallback:
+        result["exporter_fallback"] = {"from": "dynamo", "to": state.source.exporter, "reason": state.source.fallback}
     if state.graph is not None:
         result["onnx"] = {"inputs": state.graph.inputs, "outputs": state.graph.outputs,
                           "dynamic_axes": state.graph.dynamic_axes, "nodes": state.graph.nodes}

@@ -4,8 +4,9 @@ The package is assembled in a hidden folder beside the artifacts: the staged fil
 under their final names, the job's already promoted formats, and the manifest the package stage
 will write; so nothing gets a final name before the runtime ran it. It is checked on the same
 inputs, PyTorch outputs and tolerances as the parity gate (the format's
-:class:`~getiaction_export.state.Verification`). What is checked is
-:mod:`getiaction_export.physicalai.runtime_check`.
+:class:`~getiaction_export.state.Verification`), and once more as ``InferenceModel(folder)``
+loads it with no hints (OpenVINO then computes in bf16 on a CPU that has it: said in a ``!``
+line). What is checked is :mod:`getiaction_export.physicalai.runtime_check`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
         try:
             figures = _check(replica, state, outcome, default)
         except GetiActionError as error:
-            outcome.runtime_check = {"passed": False, "error": str(error), "physicalai": physicalai_version()}
+            # a failed default load keeps its figures (and the f32 checks' that passed before it)
+            outcome.runtime_check = {**getattr(error, "figures", {}), "passed": False, "error": str(error),
+                                     "physicalai": physicalai_version()}
             raise
     finally:
         shutil.rmtree(replica, ignore_errors=True)
@@ -50,6 +53,13 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
               "re-ran the model when they were used up") if chunk else ""
     echo(f"[runtime_check] ✓ physicalai {figures['physicalai']} ({outcome.name}): action max abs diff "
          f"{action['max_abs_diff']:.2e} on {figures['cases']} inputs{detail}")
+    loaded = figures.get("default_load") or {}
+    if loaded.get("precision", "f32") != "f32" and outcome.name == "openvino":
+        mark = "✓" if loaded["passed"] else "!"
+        verdict = "" if loaded["passed"] or loaded["gated"] else "; beyond it, and not the default backend"
+        echo(f"[runtime_check] {mark} {loaded['call']} with no hints ({loaded['precision']} on this CPU): action "
+             f"{loaded['max_abs_diff']:.2e} off PyTorch, {loaded['relative']:.2%} of the largest |action| "
+             f"({loaded['precision']} tolerance {loaded['tolerance']['relative']:.0%}{verdict})")
 
 
 def _assemble(state: JobState, outcome: FormatOutcome, replica: Path) -> str:
@@ -70,7 +80,7 @@ def _check(replica: Path, state: JobState, outcome: FormatOutcome, default: str)
     assert verification is not None and state.graph is not None
     return check_package(replica, outcome.name, default, outcome.final[0].name, verification.reference,
                          verification.cases, state.graph.output_names, verification.pairs(), state.graph.inputs,
-                         seed=outcome.schema.seed)
+                         seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32")
 
 
 def _link(source: Path, target: Path) -> None:

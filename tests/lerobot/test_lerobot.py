@@ -1,0 +1,80 @@
+"""``policy=lerobot``: LeRobot folders in, verified packages out, held to LeRobot's own raw-observation inference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from getiaction.errors import ConfigError
+from getiaction_export.sources.lerobot import lerobot
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "getiaction_export", "policy=lerobot", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_act_folder_exports_to_a_verified_package(act_folder: Path, tmp_path: Path) -> None:
+    run = run_cli(f"policy.path={act_folder}", "format=all", "format.formats=[onnx,openvino]",
+                  "format.opset_version=17", "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = tmp_path / "job"
+    result = json.loads((job / "result.json").read_text())
+    assert result["parity"]["action"]["passed"] and result["parity"]["action"]["max_abs_diff"] < 1e-4
+    graph = onnx.load(str(job / "lerobot.onnx"), load_external_data=False).graph
+    assert [i.name for i in graph.input] == ["observation.state", "observation.images.top"]
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [8, 6]  # the whole chunk
+    manifest = json.loads((job / "manifest.json").read_text())
+    assert manifest["model"]["artifacts"] == {"onnx": "lerobot.onnx", "openvino": "lerobot.xml"}
+    assert "Loading weights" not in run.stdout  # LeRobot's own prints stay off the console
+
+
+def test_the_gate_compares_with_lerobots_own_normalization(act_folder: Path) -> None:
+    module = lerobot(str(act_folder))
+    sample = module.sample_input
+    with torch.no_grad():
+        ours, theirs = module(sample), module.parity_reference(sample)
+        assert float((ours - theirs).abs().max()) < 1e-5
+        module.normalize.modes.clear()  # a graph that lost the input normalization ...
+        module.unnormalize.modes.clear()
+        lost = float((module(sample) - theirs).abs().max())
+    assert lost > 0.1, lost  # ... is far outside the gate's 1e-5
+
+
+def test_diffusion_trained_with_ddpm_is_refused_then_sampled_with_ddim(diffusion_folder: Path, tmp_path: Path) -> None:
+    refused = run_cli(f"policy.path={diffusion_folder}", "hydra.run.dir=refused", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if "✗" in line]
+    assert lines and "DDPM" in lines[-1] and "policy.noise_scheduler=DDIM" in lines[-1]
+    assert "rejected its arguments" not in lines[-1]
+    run = run_cli(f"policy.path={diffusion_folder}", "policy.noise_scheduler=DDIM", "format.opset_version=17",
+                  "format.latency=false", "hydra.run.dir=ddim", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "ddim" / "result.json").read_text())
+    assert result["input_sample"]["observation.state"]["shape"] == [1, 2, 6]  # (batch, n_obs_steps, state)
+    assert result["onnx"]["outputs"][0]["shape"][1:] == [4, 6]  # n_action_steps actions
+    assert result["parity"]["action"]["passed"]
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda folder: None, "is not a folder"),
+        (lambda folder: folder.mkdir(), "has no config.json"),
+        (lambda folder: (folder.mkdir(), (folder / "config.json").write_text('{"type": "pi0"}')),
+         "LeRobot policy type 'pi0' is not supported yet; supported: act, diffusion"),
+    ],
+    ids=["missing", "not-lerobot", "other-type"],
+)
+def test_folders_it_cannot_export_get_one_line(make, fragment: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "policy"
+    make(folder)
+    with pytest.raises(ConfigError, match=r"^policy\.path: ") as caught:
+        lerobot(str(folder))
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
