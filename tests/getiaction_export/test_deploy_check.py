@@ -251,9 +251,9 @@ def test_a_mixed_package_warns_about_the_openvino_call_without_the_hint(
 def test_a_default_openvino_load_beyond_the_tolerance_is_not_deployable(
     openvino_package: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from getiaction_export.physicalai import runtime_check
+    from getiaction_export.physicalai import default_load
 
-    monkeypatch.setattr(runtime_check, "REDUCED_PRECISION_TOLERANCE", 1e-9)
+    monkeypatch.setattr(default_load, "REDUCED_PRECISION_TOLERANCE", 1e-9)
     code, out, err = verdict(openvino_package, capsys)
     if not CPU_BF16:  # f32: nothing to hold to the reduced-precision tolerance
         assert code == ExitCode.OK, err

@@ -304,7 +304,7 @@ def openvino_only(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[P
 @pytest.mark.parametrize("policy", ["act", "diffusion"])
 def test_an_openvino_only_package_is_verified_as_the_robot_loads_it(openvino_only: dict[str, Any], policy: str) -> None:
     """``InferenceModel(dir)``, no hints: bf16 on a CPU with bfloat16, held to the stated tolerance; else f32."""
-    from getiaction_export.physicalai.runtime_check import REDUCED_PRECISION_TOLERANCE
+    from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE
 
     folder, result, module, lines = openvino_only[policy]
     figures = result["runtime_check"]["backends"]["openvino"]
@@ -356,7 +356,7 @@ def test_an_openvino_only_package_is_verified_as_the_robot_loads_it(openvino_onl
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_each_backend_records_its_default_load(packages: dict[str, Any], policy: str) -> None:
     """ONNX + OpenVINO: InferenceModel(dir) loads ONNX (f32, unchanged); OpenVINO's hint-free load is recorded."""
-    from getiaction_export.physicalai.runtime_check import REDUCED_PRECISION_TOLERANCE
+    from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE
 
     folder, result, _ = packages[policy]
     backends = result["runtime_check"]["backends"]
@@ -378,9 +378,9 @@ def test_a_default_load_beyond_its_tolerance_fails_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a tolerance bf16 cannot meet, an OpenVINO-only package fails on a bf16 CPU (and passes in f32)."""
-    from getiaction_export.physicalai import runtime_check
+    from getiaction_export.physicalai import default_load
 
-    monkeypatch.setattr(runtime_check, "REDUCED_PRECISION_TOLERANCE", 1e-9)
+    monkeypatch.setattr(default_load, "REDUCED_PRECISION_TOLERANCE", 1e-9)
     result = export("act", tmp_path, OpenVINOFormatSchema(**FAST))
     if not CPU_BF16:  # the default load computes in f32 and is held to the f32 tolerance, not this one
         assert result["status"] == "ok", result["error"]

@@ -227,7 +227,7 @@ def robot_observation(inputs: list[dict[str, Any]], seed: int = 0) -> dict[str, 
 
 def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str | None = None) -> None:
     """Load and run each declared backend (or ``only``) in physicalai; :class:`NotDeployable` on the first failure."""
-    from getiaction_export.physicalai.runtime_check import first_line, load, physicalai_version
+    from getiaction_export.physicalai.runtime import first_line, load, physicalai_version
 
     artifacts = dict((data.get("model") or {}).get("artifacts") or {})
     default = next(iter(artifacts))
@@ -266,13 +266,8 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
 def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, inputs: list[dict[str, Any]],
                   chunk: np.ndarray, report: Report) -> None:
     """The OpenVINO model loaded with no hints: its precision on this CPU, and its chunk against the f32 one."""
-    from getiaction_export.physicalai.runtime_check import (
-        REDUCED_PRECISION_TOLERANCE,
-        cpu_bf16,
-        first_line,
-        load,
-        precision_of,
-    )
+    from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE, cpu_bf16, precision_of
+    from getiaction_export.physicalai.runtime import first_line, load
 
     call = default_call(backend, default)
     try:
@@ -318,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path, help="a policy package: manifest.json and the model file(s)")
     parser.add_argument("--backend", default=None, help="check only this backend (default: every declared one)")
     args = parser.parse_args(argv)
-    from getiaction_export.physicalai.runtime_check import INSTALL_HINT, available
+    from getiaction_export.physicalai.runtime import INSTALL_HINT, available
 
     if not available():
         print(f"error: the deploy check needs the physicalai package: {INSTALL_HINT}", file=sys.stderr)

@@ -329,7 +329,7 @@ def default_load_summary(
     """
     call = default_call(backend, default_backend)
     if backend == "openvino":
-        from getiaction_export.physicalai.runtime_check import openvino_default_precision
+        from getiaction_export.physicalai.default_load import openvino_default_precision
 
         predicted = openvino_default_precision() or "unknown"
     else:

@@ -19,7 +19,8 @@ from typing import Any
 
 from getiaction.errors import GetiActionError
 from getiaction_export.physicalai.manifest import PACKAGE_FORMATS, package_files, package_manifest, write_manifest
-from getiaction_export.physicalai.runtime_check import INSTALL_HINT, check_package, enabled, physicalai_version
+from getiaction_export.physicalai.runtime import INSTALL_HINT, enabled, physicalai_version
+from getiaction_export.physicalai.runtime_check import check_package
 from getiaction_export.state import FormatOutcome, JobState
 
 

@@ -1,0 +1,185 @@
+"""What ``InferenceModel(folder)`` computes in when loaded with no hints, and how far that is from PyTorch.
+
+physicalai compiles OpenVINO with exactly the caller's adapter kwargs (it adds the f32 hint only
+on ARM), and nothing a package can carry changes that: on a bfloat16-capable CPU the default load
+of an OpenVINO package computes in bf16. So the runtime check also runs the package as loaded
+with no hints and holds it to PyTorch: f32 to the format's tolerance, bf16 to
+:data:`REDUCED_PRECISION_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from getiaction.errors import ExportError, VerificationError
+from getiaction_export.physicalai.manifest import (
+    default_call,
+)
+from getiaction_export.physicalai.runtime import RuntimeRunner, first_line, load
+
+if TYPE_CHECKING:
+    import torch
+
+    from getiaction_export.runtimes import Runner
+
+
+REDUCED_PRECISION_TOLERANCE = 5e-2
+"""The default load's gate when it computes below f32 (OpenVINO's bf16): on every input, max abs
+difference from PyTorch <= 5 % of that input's largest ``|PyTorch output|`` (``relative``).
+Measured with openvino 2026.4.1 on an AVX512-BF16 CPU, the shipped policies (``conf/policy``,
+weight seeds 0 and 1; worst of the sample and 5 seeded inputs at batch 1, 2 and 8): ACT
+0.8-1.0 %, diffusion (10 DDIM steps) 2.8-2.9 %. Diffusion's bf16 error grows with its steps
+(4.9 % at 20, 11-12 % at 50): such a package fails this gate when OpenVINO is its default
+backend; ``format=all`` makes ONNX (f32) the default."""
+
+class DefaultLoadError(VerificationError):
+    """The package's default backend, loaded with no hints, is off PyTorch by more than its tolerance.
+
+    ``figures``: the runtime check's figures so far (its f32 checks passed), ``default_load`` included.
+    """
+
+    def __init__(self, message: str, figures: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.figures = dict(figures)
+
+def precision_of(model: Any, graph_precision: str = "f32") -> str:
+    """What a loaded ``InferenceModel`` computes in: OpenVINO's compiled ``INFERENCE_PRECISION_HINT``
+    (``bf16``, ``f32``, ``f16``); for onnxruntime the graph's own precision."""
+    compiled = getattr(model.adapter, "compiled_model", None)
+    if compiled is None:
+        return graph_precision
+    return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+
+def cpu_bf16() -> bool | None:
+    """Whether this CPU computes bfloat16 natively for OpenVINO (None: openvino not installed)."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+def openvino_default_precision() -> str | None:
+    """What ``InferenceModel(dir)`` compiles an OpenVINO model in on this machine's CPU, without loading one.
+
+    OpenVINO's CPU default (``bf16`` where the CPU has it), or ``f32`` on ARM, where physicalai
+    sets that hint itself; None when openvino is not installed.
+    """
+    import platform
+
+    try:
+        import openvino
+    except ImportError:
+        return None
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "f32"
+    return str(openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
+
+def check_default_load(
+    model: Any,
+    call: str,
+    precision: str,
+    reference: Runner,
+    cases: list[tuple[str, dict[str, torch.Tensor]]],
+    names: Sequence[str],
+    all_names: Sequence[str],
+    tolerances: Mapping[str, tuple[float, float]],
+    reduced: bool,
+) -> dict[str, Any]:
+    """The hint-free load ``model`` (made by ``call``) on every case against PyTorch (:func:`default_load_figures`)."""
+    from getiaction_export.parity import compare
+
+    runner = RuntimeRunner(model, names)
+    indexes = [list(all_names).index(name) for name in names]
+    rows = []
+    for _, inputs in cases:
+        expected = reference(inputs)
+        for name, index, got in zip(names, indexes, runner(inputs), strict=True):
+            rows.append((name, compare(expected[index], got, *tolerances[name]), _largest(expected[index])))
+    return default_load_figures(call, precision, rows, tolerances, reduced, len(cases))
+
+def _largest(array: np.ndarray) -> float:
+    return float(np.abs(array).max()) if array.size else 0.0
+
+def default_load_figures(
+    call: str,
+    precision: str,
+    rows: Sequence[tuple[str, Mapping[str, Any], float]],
+    tolerances: Mapping[str, tuple[float, float]],
+    reduced: bool,
+    cases: int,
+) -> dict[str, Any]:
+    """The ``default_load`` record from ``(output, compare() figures, largest |PyTorch output|)`` per case.
+
+    Held to the format's ``tolerances``, or when ``reduced`` (it computes below the precision the
+    format was verified in) each case's max abs difference must stay within
+    :data:`REDUCED_PRECISION_TOLERANCE` of its largest ``|PyTorch output|`` (or within the
+    output's atol). ``relative`` is that ratio, worst over the cases.
+
+    >>> figures = default_load_figures("InferenceModel(dir)", "bf16",
+    ...     [("action", {"max_abs_diff": 0.02, "passed": False, "nonfinite": False}, 1.25)],
+    ...     {"action": (1e-5, 1e-4)}, reduced=True, cases=1)
+    >>> figures["relative"], figures["tolerance"], figures["passed"]
+    (0.016, {'relative': 0.05}, True)
+    """
+    outputs: dict[str, dict[str, Any]] = {}
+    for name, stats, largest in rows:
+        diff = float(stats["max_abs_diff"])
+        relative = diff / largest if largest > 0 else (0.0 if diff == 0 else float("inf"))
+        within = (diff <= max(REDUCED_PRECISION_TOLERANCE * largest, tolerances[name][0])
+                  and not stats["nonfinite"]) if reduced else stats["passed"]
+        worst = outputs.setdefault(name, {"max_abs_diff": 0.0, "max_abs_output": 0.0, "relative": 0.0,
+                                          "passed": True})
+        worst["max_abs_diff"] = max(worst["max_abs_diff"], diff)
+        worst["max_abs_output"] = max(worst["max_abs_output"], largest)
+        worst["relative"] = max(worst["relative"], relative)
+        worst["passed"] = worst["passed"] and bool(within)
+    main = "action" if "action" in outputs else next(iter(outputs))
+    atol, rtol = tolerances[main]
+    return {"call": call, "adapter_kwargs": {}, "precision": precision,
+            "max_abs_diff": outputs[main]["max_abs_diff"], "relative": outputs[main]["relative"],
+            "tolerance": {"relative": REDUCED_PRECISION_TOLERANCE} if reduced else {"atol": atol, "rtol": rtol},
+            "outputs": outputs, "cases": cases, "passed": all(o["passed"] for o in outputs.values())}
+
+def default_load(
+    folder: Path, backend: str, default_backend: str | None, graph_precision: str, reference: Runner,
+    cases: list[tuple[str, dict[str, torch.Tensor]]], names: Sequence[str], output_names: Sequence[str],
+    tolerances: Mapping[str, tuple[float, float]], checked: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The package as loaded with no hints (see the module doc): its figures, ``gated`` for the default backend.
+
+    ``checked``: the parity check's per-case figures. onnxruntime takes no hints, so the load
+    checked there is the default load: its figures are reused, nothing runs again.
+    """
+    call = default_call(backend, default_backend)
+    if backend != "openvino":
+        indexes = [list(output_names).index(name) for name in names]
+        largest = [_largest(reference(inputs)[index]) for _, inputs in cases for index in indexes]
+        rows = [(str(case["output"]), case, size) for case, size in zip(checked, largest, strict=True)]
+        record = default_load_figures(call, graph_precision, rows, tolerances, False, len(cases))
+    else:
+        plain = load(folder, backend, default_backend, hints=False)
+        precision = precision_of(plain)
+        try:
+            record = check_default_load(plain, call, precision, reference, cases, names, output_names, tolerances,
+                                        reduced=precision != "f32")
+        except (KeyError, ValueError, RuntimeError, TypeError) as error:
+            raise ExportError(f"physicalai ({backend}, {call}) cannot run the package: "
+                              f"{first_line(error)}") from error
+        record["cpu_bf16"] = cpu_bf16()
+    record["gated"] = backend == default_backend
+    return record
+
+def default_load_failure(backend: str, record: Mapping[str, Any]) -> str:
+    """One line: the hint-free load of the default backend is off by more than its tolerance."""
+    tolerance = record["tolerance"]
+    bound = (f"{tolerance['relative']:.0%} of it" if "relative" in tolerance
+             else f"atol {tolerance['atol']:.1e}, rtol {tolerance['rtol']:.1e}")
+    advice = ("; export format=all to make ONNX (f32) the package's default backend"
+              if record["precision"] != "f32" and backend == "openvino" else "")
+    return (f"runtime check failed (physicalai {backend}, {record['call']} with no hints, {record['precision']} "
+            f"on this CPU): action {record['max_abs_diff']:.3g} off PyTorch, {record['relative']:.1%} of the "
+            f"largest |action| (tolerance {bound}){advice}")

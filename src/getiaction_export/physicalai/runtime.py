@@ -1,0 +1,106 @@
+"""Loading a policy package in physicalai's ``InferenceModel`` the way a robot does, quietly, with one-line errors.
+
+physicalai is optional (``pip install 'getiaction-export[deploy]'``); it is imported only inside
+the functions that need it.
+
+Example:
+    >>> enabled(False)
+    False
+    >>> enabled(None) == available()
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from getiaction.errors import ConfigError, ExportError
+from getiaction.export.extras import EXTRAS, installed, missing_message
+from getiaction_export.physicalai.manifest import (
+    OPENVINO_F32,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+
+
+INSTALL_HINT = f"pip install 'getiaction-export[{EXTRAS['physicalai']}]'"
+
+def available() -> bool:
+    """Whether physicalai can be imported (without importing it)."""
+    return installed("physicalai")
+
+def physicalai_version() -> str | None:
+    try:
+        return version("physicalai")
+    except PackageNotFoundError:
+        return None
+
+def enabled(setting: bool | None) -> bool:
+    """``format.runtime_check``: null = on when physicalai is importable; true without it is a config error."""
+    if setting is None:
+        return available()
+    if setting and not available():
+        raise ConfigError(missing_message("format.runtime_check=true", "physicalai"))
+    return bool(setting)
+
+@contextlib.contextmanager
+def quiet_runtime() -> Iterator[None]:
+    """physicalai logs every load at INFO through loguru; keep those lines out of our console and job log."""
+    from loguru import logger
+
+    logger.disable("physicalai")
+    try:
+        yield
+    finally:
+        logger.enable("physicalai")
+
+def load(folder: Path, backend: str, default_backend: str | None, hints: bool = True) -> Any:
+    """``InferenceModel`` on ``folder`` as a robot would load it: ``backend="auto"`` for the default one.
+
+    OpenVINO gets the f32 inference-precision hint unless ``hints`` is False (the default load).
+    Raises :class:`ExportError` with the runtime's first line when it refuses the package, or
+    when it picked another backend or file than ours.
+    """
+    from physicalai.inference import InferenceModel
+
+    kwargs = dict(OPENVINO_F32) if backend == "openvino" and hints else {}
+    asked = "auto" if backend == default_backend else backend
+    try:
+        with quiet_runtime():
+            model = InferenceModel(folder, backend=asked, **kwargs)
+    except Exception as error:  # the runtime raises plain ValueError/TypeError/KeyError/FileNotFoundError
+        raise ExportError(f"physicalai cannot load the package ({backend}): {first_line(error)}") from error
+    if model.backend != backend:
+        raise ExportError(f"physicalai loads the package with backend {model.backend!r}, not the default "
+                          f"{backend!r}; the first key of model.artifacts names the default backend")
+    return model
+
+def model_file(model: Any) -> str | None:
+    """The file the runtime loaded (its private lookup; None if a later version renames it)."""
+    lookup = getattr(model, "_get_model_path", None)
+    return Path(lookup()).name if callable(lookup) else None
+
+class RuntimeRunner:
+    """An ``InferenceModel`` called like a verification :data:`~getiaction_export.runtimes.Runner`."""
+
+    def __init__(self, model: Any, output_names: Sequence[str]) -> None:
+        self.model = model
+        self.output_names = list(output_names)
+
+    def __call__(self, batch: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
+        outputs = self.model({name: tensor.numpy() for name, tensor in batch.items()})
+        return [np.asarray(outputs[name]) for name in self.output_names]
+
+def first_line(error: BaseException) -> str:
+    """An exception as one line with its type (the runtime's errors are multi-line or bare KeyErrors)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError quotes itself
+    text = " ".join(str(message).strip().split("\n")[0].split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
