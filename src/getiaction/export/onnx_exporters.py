@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import onnx
 import torch
@@ -202,20 +202,11 @@ def dynamo_cause(error: BaseException) -> str:
 def _stderr_to_log() -> Iterator[None]:
     """torch.export prints the partial FX graph of a failed trace (thousands of lines) to stderr:
     keep it off the console, in the debug log (the job's export.log)."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to redirect
-        yield
-        return
     with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
         try:
-            yield
+            with _fd_redirected(2, sys.stderr, capture.fileno()):
+                yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             capture.seek(0)
             text = capture.read().decode(errors="replace").strip()
             if text:
@@ -251,18 +242,27 @@ def _stdout_fd_silenced() -> Iterator[None]:
     On an unsupported operator the TorchScript exporter prints its whole IR graph from C++,
     below Python's sys.stdout; our error already says what matters.
     """
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no stdout to silence
-        yield
-        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
+        with _fd_redirected(1, sys.stdout, devnull):
+            yield
+    finally:
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _fd_redirected(fd: int, stream: TextIO, target: int) -> Iterator[None]:
+    """Point file descriptor ``fd`` (what C code writes to, below Python's ``stream``) at ``target``."""
+    stream.flush()
+    try:
+        saved = os.dup(fd)
+    except OSError:  # nothing open there to redirect
+        yield
+        return
+    os.dup2(target, fd)
+    try:
         yield
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
+        stream.flush()
+        os.dup2(saved, fd)
         os.close(saved)
-        os.close(devnull)
