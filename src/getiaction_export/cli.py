@@ -39,7 +39,8 @@ from getiaction_export.preflight import (
     preflight,
     split_args,
 )
-from getiaction_export.summary import register_resolvers
+from getiaction_export.stages.report import RESULT_FILE
+from getiaction_export.summary import SUMMARY_FILE, register_resolvers
 
 # At import, not in main(): a launcher's worker (joblib, Ray, submitit) imports this module to
 # unpickle the task function, then resolves the job folder's name (hydra.sweep.subdir) itself.
@@ -114,7 +115,7 @@ def pin_root(args: list[str], overrides: list[str], root: str | None, multirun: 
 
 def exit_code(root: str, multirun: bool) -> int:
     """The command's exit code, from what its jobs recorded under ``root`` (none recorded: 1)."""
-    path = Path(root) / ("summary.json" if multirun else "result.json")
+    path = Path(root) / (SUMMARY_FILE if multirun else RESULT_FILE)
     try:
         return int(json.loads(path.read_text())["exit_code"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -40,6 +40,17 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def first_line(error: BaseException) -> str:
+    """A foreign exception's first line with its type, to quote inside one of ours.
+
+    Runtimes (physicalai, onnxruntime) raise multi-line errors and bare ``KeyError``s, which quote
+    themselves; :func:`one_line` keeps every line, this only the first.
+    """
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError quotes itself
+    text = " ".join(str(message).strip().split("\n")[0].split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def failure_of(error: BaseException) -> Failure:
     """Classify ``error``: a project error's own kind and exit code, else ``internal`` (1)."""
     if isinstance(error, GetiActionError):

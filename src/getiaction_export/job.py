@@ -242,7 +242,7 @@ class ExportJob:
 
     def _prepare(self) -> None:
         """The folder exists; no final artifact is replaced without ``overwrite=true``."""
-        prepare_parent(self.state.out_dir / ".prepare")
+        prepare_parent(self.state.scratch("source"))
         finals = [path for outcome in self.state.formats.values() for path in outcome.final]
         existing = [path for path in finals if path.exists()]
         if existing and not self.state.config.overwrite:
@@ -286,8 +286,7 @@ class ExportJob:
         self._finish(started)
 
     def _remove_scratch(self) -> None:
-        stem, folder = self.state.config.policy_name, self.state.out_dir
-        scratch = [folder / f".{stem}.source.onnx", folder / f".{stem}.simplified.onnx"]
+        scratch = [self.state.scratch("source"), self.state.scratch("simplified")]
         for path in [*scratch, *(p for outcome in self.state.formats.values() for p in outcome.staged)]:
             path.unlink(missing_ok=True)
 

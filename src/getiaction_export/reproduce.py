@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from getiaction.errors import ExitCode
+from getiaction_export.stages.report import RESULT_FILE
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -48,7 +49,7 @@ def verify_reproduction(result_dir: Path, scratch: Path) -> tuple[bool, list[str
 
     from getiaction_export.job import run_config
 
-    original = json.loads((result_dir / "result.json").read_text())
+    original = json.loads((result_dir / RESULT_FILE).read_text())
     GlobalHydra.instance().clear()
     with initialize_config_dir(str((result_dir / ".hydra").resolve()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"output_dir={scratch}", "overwrite=true"])
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, default=None, help="write the re-run here instead of a temp folder")
     args = parser.parse_args(argv)
     result_dir: Path = args.result_dir
-    if not (result_dir / "result.json").is_file() or not (result_dir / ".hydra" / "config.yaml").is_file():
+    if not (result_dir / RESULT_FILE).is_file() or not (result_dir / ".hydra" / "config.yaml").is_file():
         print(f"error: result_dir: {result_dir} holds no result.json and .hydra/config.yaml", file=sys.stderr)
         sys.exit(ExitCode.CONFIG)
     with tempfile.TemporaryDirectory(prefix="reproduce-") as temp:

@@ -179,5 +179,9 @@ class JobState:
     def exit_code(self) -> ExitCode:
         return self.failure.exit_code if self.failure else ExitCode.OK
 
+    def scratch(self, name: str) -> Path:
+        """A hidden working ONNX file of the job (``source``, ``simplified``), removed when the job ends."""
+        return self.out_dir / f".{self.config.policy_name}.{name}.onnx"
+
     def promoted(self) -> list[FormatOutcome]:
         return [outcome for outcome in self.formats.values() if outcome.promoted]

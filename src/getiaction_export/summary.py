@@ -45,6 +45,7 @@ HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter"
            "physicalai check", "latency ms (b=1)", "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
 
+SUMMARY_FILE = "summary.json"
 JOB_FOLDER_RESOLVER = "job_folder"
 """``hydra.sweep.subdir: ${job_folder:${hydra.job}}`` (conf/config.yaml): a sweep job's folder name."""
 FOLDER_NAME_BYTES = 120
@@ -255,7 +256,7 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
     ok = jobs - len(failures)
     summary = {"sweep_dir": str(sweep_dir), "jobs": jobs, "ok": ok, "failed": jobs - ok,
                "exit_code": exit_code, "rows": rows}
-    atomic_write_text(sweep_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     title = f"# Export sweep: {ok}/{jobs} ok\n\n"
     atomic_write_text(sweep_dir / "summary.md", title + markdown_table(rows) + "\n")
     return rows, exit_code

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from getiaction.errors import ExportError, VerificationError
+from getiaction_export.errors import first_line
 from getiaction_export.physicalai.manifest import (
     default_call,
 )
-from getiaction_export.physicalai.runtime import RuntimeRunner, first_line, load
+from getiaction_export.physicalai.runtime import RuntimeRunner, load
 
 if TYPE_CHECKING:
     import torch

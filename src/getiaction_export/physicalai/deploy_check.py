@@ -227,7 +227,8 @@ def robot_observation(inputs: list[dict[str, Any]], seed: int = 0) -> dict[str, 
 
 def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str | None = None) -> None:
     """Load and run each declared backend (or ``only``) in physicalai; :class:`NotDeployable` on the first failure."""
-    from getiaction_export.physicalai.runtime import first_line, load, physicalai_version
+    from getiaction_export.errors import first_line
+    from getiaction_export.physicalai.runtime import load, physicalai_version
 
     artifacts = dict((data.get("model") or {}).get("artifacts") or {})
     default = next(iter(artifacts))
@@ -266,8 +267,9 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
 def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, inputs: list[dict[str, Any]],
                   chunk: np.ndarray, report: Report) -> None:
     """The OpenVINO model loaded with no hints: its precision on this CPU, and its chunk against the f32 one."""
+    from getiaction_export.errors import first_line
     from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE, cpu_bf16, precision_of
-    from getiaction_export.physicalai.runtime import first_line, load
+    from getiaction_export.physicalai.runtime import load
 
     call = default_call(backend, default)
     try:

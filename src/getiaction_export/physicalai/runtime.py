@@ -22,6 +22,7 @@ import numpy as np
 
 from getiaction.errors import ConfigError, ExportError
 from getiaction.export.extras import EXTRAS, installed, missing_message
+from getiaction_export.errors import first_line
 from getiaction_export.physicalai.manifest import (
     OPENVINO_F32,
 )
@@ -98,9 +99,3 @@ class RuntimeRunner:
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
         outputs = self.model({name: tensor.numpy() for name, tensor in batch.items()})
         return [np.asarray(outputs[name]) for name in self.output_names]
-
-def first_line(error: BaseException) -> str:
-    """An exception as one line with its type (the runtime's errors are multi-line or bare KeyErrors)."""
-    message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError quotes itself
-    text = " ".join(str(message).strip().split("\n")[0].split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

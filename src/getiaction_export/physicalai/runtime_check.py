@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from getiaction.errors import ExportError, VerificationError
+from getiaction_export.errors import first_line
 from getiaction_export.physicalai.default_load import (
     DefaultLoadError,
     default_load,
@@ -62,7 +63,7 @@ from getiaction_export.physicalai.manifest import (
     drivability,
     is_image_input,
 )
-from getiaction_export.physicalai.runtime import RuntimeRunner, first_line, load, model_file, physicalai_version
+from getiaction_export.physicalai.runtime import RuntimeRunner, load, model_file, physicalai_version
 
 if TYPE_CHECKING:
     import torch

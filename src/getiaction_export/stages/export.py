@@ -26,7 +26,7 @@ def source_onnx(state: JobState, fmt: Any) -> OnnxExportResult:
         return state.source
     built, sample = state.built, state.sample
     assert built is not None and sample is not None
-    path = state.out_dir / f".{state.config.policy_name}.source.onnx"
+    path = state.scratch("source")
     options: dict[str, Any] = {"opset_version": fmt.opset_version, "exporter": str(fmt.exporter),
                                "dynamic_batch": fmt.dynamic_batch, "metadata": model_metadata(state)}
     if fmt.output_names is not None:

@@ -25,7 +25,7 @@ def simplify(state: JobState, outcome: FormatOutcome, echo: Callable[[str], None
 
     staged, verification = outcome.staged[0], outcome.verification
     assert verification is not None and state.graph is not None
-    scratch = state.out_dir / f".{state.config.policy_name}.simplified.onnx"
+    scratch = state.scratch("simplified")
     nodes_before = state.graph.nodes or 0
     figures: dict[str, Any] = {"tool": "onnxslim", "nodes_before": nodes_before, "nodes_after": None,
                                "applied": False, "reason": None}
