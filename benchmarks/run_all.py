@@ -1,7 +1,7 @@
-"""Run the four benchmarks side by side in one run; print Markdown tables, write results.json beside this file.
+"""Run the five benchmarks side by side in one run; print Markdown tables, write results.json beside this file.
 
-    .venv/bin/python benchmarks/run_all.py              # ~30 min on 2 cores
-    .venv/bin/python benchmarks/run_all.py --quick      # 1 round each, ~10 min
+    .venv/bin/python benchmarks/run_all.py              # ~45 min on 2 cores
+    .venv/bin/python benchmarks/run_all.py --quick      # 1 round each, ~20 min
 
 What each measures and its target: see RESULTS.md. Nothing here is a unit test: timings depend on
 the machine and its load, so they are reported, never asserted.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import config_commands
+import edge_speed
 import overhead
 import runtime_speed
 import sweep_cost
@@ -38,6 +39,8 @@ def main() -> None:
     print("\n## (3) sweep cost\n" + sweep_cost.table(results["sweep_cost"]), flush=True)
     results["runtime_speed"] = runtime_speed.measure(rounds or 5)
     print("\n## (2) exported speed\n" + runtime_speed.table(results["runtime_speed"]), flush=True)
+    results["edge_speed"] = edge_speed.measure(rounds or 3)
+    print("\n## (5) edge formats\n" + edge_speed.table(results["edge_speed"]), flush=True)
 
     results["load_average_after"] = load_average()
     results["minutes"] = round((time.perf_counter() - started) / 60, 1)

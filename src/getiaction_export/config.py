@@ -13,7 +13,7 @@ No torch here, and onnx only when an opset above the default is checked: config-
 
 Example:
     >>> OnnxFormatSchema().opset_version, AllFormatSchema().formats
-    (18, ['torch', 'onnx', 'openvino'])
+    (18, None)
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from getiaction.export.options import (
 
 GROUPS = ("policy", "input_sample", "format")
 INPUT_SAMPLE_KINDS = ("from_policy", "random", "file")
-FORMAT_ORDER = ("torch", "onnx", "openvino")
-DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {Precision.FP32: (1e-5, 1e-4), Precision.FP16: (5e-3, 1e-2)}
-"""``precision -> (atol, rtol)`` when ``format.atol``/``format.rtol`` are null. fp16 measured: ACT-like
-7e-4 in onnxruntime (which upcasts float16 arithmetic on CPU), 2e-3 in true float16 arithmetic."""
+FORMAT_ORDER = ("torch", "onnx", "openvino", "openvino_int8", "executorch")
+"""What ``format=all`` can produce, in run order; ``openvino_int8`` is the OpenVINO IR at INT8 beside the f32 one."""
+FORMAT_PACKAGES = {"openvino": ("openvino",), "openvino_int8": ("openvino", "nncf"), "executorch": ("executorch",)}
+"""The optional packages each format needs (``format=all`` with ``formats: null`` runs those installed)."""
+CALIBRATION_SOURCES = ("random", "file")
+INT8_MODEL_TYPES = ("auto", "transformer", "default")
 AT_LEAST_0 = {"min": 0}
 
 
@@ -120,6 +122,25 @@ class ToleranceSchema:
 
     atol: float | None = field(default=None, metadata=AT_LEAST_0)
     rtol: float | None = field(default=None, metadata=AT_LEAST_0)
+    max_share: float | None = field(default=None, metadata=AT_LEAST_0)
+    """Max abs diff as a share of the largest ``|PyTorch output|`` (0.1 = 10%)."""
+    min_cosine: float | None = field(default=None, metadata={"min": -1, "max": 1})
+    """Least cosine similarity between the artifact's and PyTorch's output."""
+
+
+@dataclass
+class CalibrationSchema:
+    """``format.calibration``: the inputs INT8 is calibrated on (``format.precision=int8``)."""
+
+    source: str = field(default="random", metadata={"choices": CALIBRATION_SOURCES})
+    """``random``: the input sample, then seeded random inputs like it; ``file``: rows of recorded observations."""
+    samples: int = field(default=100, metadata={"min": 1})
+    """How many inputs NNCF calibrates on (a file with fewer rows uses all it has, and says so)."""
+    seed: int = 0
+    path: str | None = field(default=None, metadata={"example": "observations.npz"})
+    """For ``source=file``: an ``.npz`` of named arrays whose axis 0 is the row (``observation.state: (N, 8)``)."""
+    model_type: str = field(default="auto", metadata={"choices": INT8_MODEL_TYPES})
+    """NNCF's model type; ``auto``: ``transformer`` for graphs with MatMul (getiaction.export.int8)."""
 
 
 @dataclass
@@ -135,12 +156,15 @@ class OnnxFormatSchema:
     output_names: list[str] | None = None
     """Default: the policy's own (``["action"]``)."""
     precision: str = field(default=Precision.FP32, metadata={"choices": Precision})
-    """``fp32``, or ``fp16``: float16 weights and arithmetic (inputs and outputs stay float32)."""
+    """``fp32``, ``fp16`` (float16 weights and arithmetic; inputs and outputs stay float32), or ``int8``
+    (OpenVINO only: post-training INT8 calibrated on ``calibration``)."""
     atol: float | None = field(default=None, metadata=AT_LEAST_0)
-    """Parity gate ``|a - b| <= atol + rtol * |b|``; null: the precision's default (DEFAULT_TOLERANCES)."""
+    """Parity gate ``|a - b| <= atol + rtol * |b|``; null: the precision's default
+    (:data:`~getiaction_export.tolerance.DEFAULT_TOLERANCES`; int8 is judged by scale instead)."""
     rtol: float | None = field(default=None, metadata=AT_LEAST_0)
     output_tolerances: dict[str, ToleranceSchema] = field(default_factory=dict)
-    """Per output name: ``{action: {atol: 1e-4}}``; wins over ``atol``/``rtol``."""
+    """Per output name: ``{action: {atol: 1e-4}}`` or ``{action: {max_share: 0.05, min_cosine: 0.999}}``; wins
+    over ``atol``/``rtol`` and the precision's default, field by field."""
     seed: int = 0
     """Seed of the random verification inputs."""
     num_random_inputs: int = field(default=3, metadata=AT_LEAST_0)
@@ -161,16 +185,36 @@ class OpenVINOFormatSchema(OnnxFormatSchema):
     """``format=openvino``: an OpenVINO IR converted from the ONNX export, verified in OpenVINO (f32)."""
 
     name: str = "openvino"
-    """``precision=fp16`` stores float16 weights (compress_to_fp16); inference stays f32."""
+    """``precision=fp16`` stores float16 weights (compress_to_fp16); inference stays f32.
+    ``precision=int8`` quantizes the f32 IR with NNCF on ``calibration``."""
+    calibration: CalibrationSchema = field(default_factory=CalibrationSchema)
 
 
 @dataclass
-class AllFormatSchema(OnnxFormatSchema):
+class ExecutorchFormatSchema(OnnxFormatSchema):
+    """``format=executorch``: a ``.pte`` program (XNNPACK delegate) verified in the ExecuTorch runtime.
+
+    ``opset_version``, ``exporter`` and ``simplify`` are ONNX's and not read; ``precision`` is fp32.
+    """
+
+    name: str = "executorch"
+    max_batch: int = field(default=8, metadata={"min": 1})
+    """The largest batch the program must accept (read back from the program; a smaller one is an error).
+    Keep it to what the robot runs: the program is planned for it, and a larger bound is slower at every batch
+    (measured: diffusion 5.5 ms at batch 1 with 8, 720 ms with 64)."""
+
+
+@dataclass
+class AllFormatSchema(OpenVINOFormatSchema):
     """``format=all``: several formats from one build, each exported, verified and promoted in turn."""
 
     name: str = "all"
-    formats: list[str] = field(default_factory=lambda: list(FORMAT_ORDER), metadata={"choices": FORMAT_ORDER})
-    """Any of torch, onnx, openvino; they run in that order. The torch checkpoint stays float32."""
+    formats: list[str] | None = field(default=None, metadata={"choices": FORMAT_ORDER})
+    """Any of torch, onnx, openvino, openvino_int8, executorch; they run in that order. null: torch, onnx and
+    each other one whose packages are installed (:data:`FORMAT_PACKAGES`). The torch checkpoint stays float32;
+    ``openvino_int8`` is always int8 and ``executorch`` fp32, whatever ``precision`` says."""
+    max_batch: int = field(default=8, metadata={"min": 1})
+    """For executorch: the largest batch its program must accept."""
 
 
 @dataclass
@@ -200,10 +244,11 @@ class AppSchema:
 
 
 FORMAT_SCHEMAS: dict[str, type] = {
-    schema.name: schema for schema in (OnnxFormatSchema, TorchFormatSchema, OpenVINOFormatSchema, AllFormatSchema)
+    schema.name: schema for schema in (OnnxFormatSchema, TorchFormatSchema, OpenVINOFormatSchema,
+                                       ExecutorchFormatSchema, AllFormatSchema)
 }
 FormatSchema = OnnxFormatSchema | TorchFormatSchema
-"""One of FORMAT_SCHEMAS (openvino and all extend onnx)."""
+"""One of FORMAT_SCHEMAS (openvino, executorch and all extend onnx)."""
 
 
 @dataclass(frozen=True)
@@ -269,12 +314,28 @@ def policy_name(cfg: DictConfig) -> str:
     return target.rsplit(".", 1)[-1].lower()
 
 
+def installed_formats() -> list[str]:
+    """The formats whose optional packages are installed, in run order (``format=all``'s default)."""
+    from getiaction.export.extras import installed
+
+    return [name for name in FORMAT_ORDER if all(installed(module) for module in FORMAT_PACKAGES.get(name, ()))]
+
+
+def left_out_formats(chosen: Collection[str]) -> list[tuple[str, str]]:
+    """``[(format, the first package it needs that is missing)]`` for the formats ``format=all`` left out."""
+    from getiaction.export.extras import installed
+
+    return [(name, next(m for m in FORMAT_PACKAGES[name] if not installed(m)))
+            for name in FORMAT_ORDER if name not in chosen and name in FORMAT_PACKAGES]
+
+
 def job_formats(fmt: Any) -> list[tuple[str, Any]]:
     """``[(format name, its own schema)]`` for a job, in run order (``format=all`` expands to several).
 
     Example:
-        >>> [name for name, _ in job_formats(AllFormatSchema(formats=["openvino", "torch"]))]
-        ['torch', 'openvino']
+        >>> jobs = job_formats(AllFormatSchema(formats=["openvino_int8", "openvino", "torch"], precision="fp16"))
+        >>> [(name, str(getattr(schema, "precision", "fp32"))) for name, schema in jobs]
+        [('torch', 'fp32'), ('openvino', 'fp16'), ('openvino_int8', 'int8')]
     """
     if not isinstance(fmt, AllFormatSchema):
         return [(fmt.name, fmt)]
@@ -282,23 +343,40 @@ def job_formats(fmt: Any) -> list[tuple[str, Any]]:
     schemas = {
         "torch": TorchFormatSchema(seed=fmt.seed, num_random_inputs=fmt.num_random_inputs),
         "onnx": OnnxFormatSchema(**shared),
-        "openvino": OpenVINOFormatSchema(**{**shared, "simplify": False}),
+        "openvino": OpenVINOFormatSchema(**{**shared, "simplify": False}, calibration=fmt.calibration),
+        "openvino_int8": OpenVINOFormatSchema(**{**shared, "simplify": False, "precision": Precision.INT8},
+                                              calibration=fmt.calibration),
+        "executorch": ExecutorchFormatSchema(**{**shared, "simplify": False, "precision": Precision.FP32},
+                                             max_batch=fmt.max_batch),
     }
-    return [(name, schemas[name]) for name in FORMAT_ORDER if name in fmt.formats]
+    names = fmt.formats if fmt.formats is not None else installed_formats()
+    return [(name, schemas[name]) for name in FORMAT_ORDER if name in names]
 
 
 def tolerances(fmt: Any, output: str) -> dict[str, Any]:
-    """``{atol, rtol, source}`` for one output: its own entry, else ``format.atol/rtol``, else the precision's.
+    """``{atol, rtol, max_share, min_cosine, source}`` for one output, field by field: its own entry, else
+    ``format.atol/rtol``, else the precision's default (``source``: the first layer that set any).
 
     Example:
         >>> tolerances(OnnxFormatSchema(precision="fp16"), "action")
-        {'atol': 0.005, 'rtol': 0.01, 'source': 'fp16 default'}
+        {'atol': 0.005, 'rtol': 0.01, 'max_share': None, 'min_cosine': None, 'source': 'fp16 default'}
+        >>> chosen = tolerances(OpenVINOFormatSchema(precision="int8",
+        ...                     output_tolerances={"action": ToleranceSchema(max_share=0.02)}), "action")
+        >>> chosen["atol"], chosen["max_share"], chosen["min_cosine"], chosen["source"]
+        (None, 0.02, 0.999, 'format.output_tolerances.action')
     """
-    precision = getattr(fmt, "precision", Precision.FP32)
+    from getiaction_export.tolerance import DEFAULT_TOLERANCES
+
+    precision = str(getattr(fmt, "precision", Precision.FP32))
+    default = DEFAULT_TOLERANCES[precision]
     layers = [(f"format.output_tolerances.{output}", getattr(fmt, "output_tolerances", {}).get(output)),
               ("format.atol/rtol", ToleranceSchema(getattr(fmt, "atol", None), getattr(fmt, "rtol", None))),
-              (f"{precision} default", ToleranceSchema(*DEFAULT_TOLERANCES[precision]))]
-    given = [(source, spec) for source, spec in layers if spec and (spec.atol is not None or spec.rtol is not None)]
-    atol = next(spec.atol for _, spec in given if spec.atol is not None)
-    rtol = next(spec.rtol for _, spec in given if spec.rtol is not None)
-    return {"atol": float(atol), "rtol": float(rtol), "source": given[0][0]}
+              (f"{precision} default", ToleranceSchema(default.atol, default.rtol, default.max_share,
+                                                       default.min_cosine))]
+    keys = ("atol", "rtol", "max_share", "min_cosine")
+    given = [(source, spec) for source, spec in layers if spec and any(getattr(spec, k) is not None for k in keys)]
+    chosen: dict[str, Any] = {key: next((float(getattr(spec, key)) for _, spec in given
+                                         if getattr(spec, key) is not None), None) for key in keys}
+    if chosen["atol"] is not None and chosen["rtol"] is None:
+        chosen["rtol"] = 0.0
+    return {**chosen, "source": given[0][0]}

@@ -3,6 +3,9 @@
 Example:
     >>> [p.name for p in artifact_files(Path("out"), "act", "openvino")]
     ['act.xml', 'act.bin']
+    >>> [p.name for p in artifact_files(Path("out"), "act", "openvino_int8") + artifact_files(Path("out"), "act",
+    ...                                                                                    "executorch")]
+    ['act_int8.xml', 'act_int8.bin', 'act.pte']
     >>> human_size(4400)
     '4.4 kB'
 """
@@ -12,13 +15,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-ARTIFACT_SUFFIX = {"onnx": ".onnx", "torch": ".pt", "openvino": ".xml"}
+ARTIFACT_SUFFIX = {"onnx": ".onnx", "torch": ".pt", "openvino": ".xml", "openvino_int8": "_int8.xml",
+                   "executorch": ".pte"}
 
 
 def artifact_files(folder: Path, stem: str, format_name: str) -> list[Path]:
     """The files one format writes, the main one first (OpenVINO: ``.xml``, then ``.bin``)."""
     main = folder / f"{stem}{ARTIFACT_SUFFIX[format_name]}"
-    return [main, main.with_suffix(".bin")] if format_name == "openvino" else [main]
+    return [main, main.with_suffix(".bin")] if main.suffix == ".xml" else [main]
 
 
 def sha256_of(path: str | Path) -> str:

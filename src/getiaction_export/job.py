@@ -37,12 +37,14 @@ from typing import Any
 
 from getiaction.errors import ConfigError, ForwardError, GetiActionError
 from getiaction.export.atomic import prepare_parent
+from getiaction.export.extras import missing_message
 from getiaction.export.versions import package_versions
 from getiaction_export import interrupts
-from getiaction_export.config import ExportConfig, job_formats
+from getiaction_export.config import AllFormatSchema, ExportConfig, job_formats, left_out_formats
 from getiaction_export.console import Console
 from getiaction_export.errors import INTERRUPTED, failure_of, one_line
 from getiaction_export.files import artifact_files, human_size
+from getiaction_export.parity import batch_of
 from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
 from getiaction_export.stages import export, latency
 from getiaction_export.stages.build import build_policy
@@ -164,7 +166,9 @@ class ExportJob:
         """One format: its own steps, then the package check, promotion and manifest."""
         outcome.status = "running"
         try:
-            {"torch": self._torch, "onnx": self._onnx, "openvino": self._openvino}[outcome.name](outcome)
+            steps = {"torch": self._torch, "onnx": self._onnx, "openvino": self._openvino,
+                     "openvino_int8": self._openvino, "executorch": self._executorch}
+            steps[outcome.name](outcome)
             with self._stage("runtime_check"):  # the package as it will be, in physicalai, before promote
                 runtime_check(self.state, outcome, self.console.echo)
             with self._stage("promote", outcome):
@@ -216,7 +220,29 @@ class ExportJob:
             verification = verification_for(state, outcome)
             candidate = OpenVINOModel(outcome.staged[0], graph.output_names, state.threads)
             gate(outcome, candidate, candidate.output_names, self.console.echo, len(state.formats) > 1)
-        self._done("verify", f"OpenVINO (CPU, f32) vs PyTorch on {len(verification.cases)} inputs", outcome)
+        arithmetic = "INT8, the rest f32" if outcome.precision == "int8" else "f32"
+        self._done("verify", f"OpenVINO (CPU, {arithmetic}) vs PyTorch on {len(verification.cases)} inputs", outcome)
+        self._latency(outcome, candidate)
+
+    def _executorch(self, outcome: FormatOutcome) -> None:
+        from getiaction.export.executorch import ExecutorchModel
+
+        state = self.state
+        with self._stage("export", outcome):
+            message = export.export_executorch_format(state, outcome)
+        self._done("export", message, outcome)
+        details = outcome.details
+        with self._stage("check", outcome):
+            candidate = ExecutorchModel(outcome.staged[0], details["inputs"], details["outputs"], state.threads)
+        accepted = details["batch_range"]
+        self._done("check", f"the program loads from its file and ran at batch {accepted[0]} and {accepted[1]}"
+                            if accepted else "the program loads from its file (static batch)", outcome)
+        with self._stage("verify", outcome):
+            verification = verification_for(state, outcome)
+            gate(outcome, candidate, candidate.output_names, self.console.echo, len(state.formats) > 1)
+        sizes = sorted({batch_of(inputs) for _, inputs in verification.cases})
+        self._done("verify", f"ExecuTorch (XNNPACK) vs PyTorch on {len(verification.cases)} inputs at batch "
+                             f"{', '.join(map(str, sizes))}", outcome)
         self._latency(outcome, candidate)
 
     def _torch(self, outcome: FormatOutcome) -> None:
@@ -227,7 +253,7 @@ class ExportJob:
             count = verify_checkpoint(self.state, outcome, self.console.echo)
         self._done("verify", f"reloaded checkpoint is bit-identical on {count} inputs", outcome)
 
-    def _latency(self, outcome: FormatOutcome, candidate: OnnxRuntimeModel | OpenVINOModel) -> None:
+    def _latency(self, outcome: FormatOutcome, candidate: Any) -> None:
         if outcome.schema.latency:
             with self._stage("latency", outcome):
                 latency.measure_format(self.state, outcome, candidate, self.console.echo)
@@ -242,6 +268,10 @@ class ExportJob:
 
     def _prepare(self) -> None:
         """The folder exists; no final artifact is replaced without ``overwrite=true``."""
+        fmt = self.state.config.format
+        if isinstance(fmt, AllFormatSchema) and fmt.formats is None:  # say what the installed extras left out
+            for name, module in left_out_formats(self.state.formats):
+                self.console.note("prepare", f"format=all: no {name} ({missing_message(name, module)})", "-")
         prepare_parent(self.state.scratch("source"))
         finals = [path for outcome in self.state.formats.values() for path in outcome.final]
         existing = [path for path in finals if path.exists()]
@@ -286,9 +316,19 @@ class ExportJob:
         self._finish(started)
 
     def _remove_scratch(self) -> None:
-        scratch = [self.state.scratch("source"), self.state.scratch("simplified")]
+        scratch = self.state.scratch_files()
         for path in [*scratch, *(p for outcome in self.state.formats.values() for p in outcome.staged)]:
             path.unlink(missing_ok=True)
+
+    def _html_report(self, report: dict[str, Any]) -> None:
+        """``report.html`` beside ``result.json``; a figure that cannot be drawn never changes the job's result."""
+        from getiaction_export.html_report import write_job_report
+
+        try:
+            write_job_report(self.state.out_dir, report)
+        except Exception as error:  # the record is result.json; the page only shows it
+            self.console.note("report", f"report.html not written: {one_line(error)}")
+            log.debug("report.html failed", exc_info=True)
 
     def _finish(self, started: float) -> JobResult:
         """Render and write ``result.json`` (a failure to write it is reported, not raised)."""
@@ -300,6 +340,7 @@ class ExportJob:
         except (OSError, GetiActionError) as error:
             self.console.failed("report", f"cannot write result.json in {state.out_dir}: {one_line(error)}")
         else:
+            self._html_report(report)
             if state.failure is None:
                 written = [f"{o.final[0]} ({human_size(o.size)})" for o in state.formats.values()]
                 self.console.done("report", f"{', '.join(written)}; report {path}")

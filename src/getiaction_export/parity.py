@@ -3,9 +3,12 @@
 Inputs are the sample itself plus seeded random inputs shaped like it (values drawn within the
 sample's own range), at the sample's batch size and, when the batch is dynamic, at each of the
 configured batch sizes. Per output the worst case over all of them is reported: max abs diff,
-mean abs diff, max rel diff, cosine similarity, and pass/fail against ``|a - b| <= atol + rtol*|b|``
-(tolerances per output). Non-finite values on either side fail the output, and which side had
-them is recorded (``nonfinite_expected`` / ``nonfinite_actual``).
+mean abs diff, max rel diff, ``share`` (max abs diff over the largest ``|PyTorch output|``), cosine
+similarity, and pass/fail against the output's :class:`Tolerance`: elementwise
+``|a - b| <= atol + rtol*|b|`` (float32), or relative to the output's scale (``share <= max_share``
+and ``cosine >= min_cosine``: reduced precision, where an elementwise bound is either too loose for
+large outputs or too tight for small ones). Non-finite values on either side fail the output, and
+which side had them is recorded (``nonfinite_expected`` / ``nonfinite_actual``).
 
 The runtimes being compared are in :mod:`getiaction_export.runtimes`; the stage that runs the
 gate and records its figures is :mod:`getiaction_export.stages.verify`.
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from getiaction_export.runtimes import Runner
+from getiaction_export.tolerance import Tolerance
 
 
 @dataclass
@@ -42,20 +46,31 @@ class ParityReport:
 
     def failures(self) -> list[str]:
         """One phrase per failing output."""
-        return [
-            f"{name}: max abs diff {o['max_abs_diff']:.3g} > atol {o['atol']:g}"
-            + (" (non-finite values)" if o["nonfinite"] else "")
-            for name, o in self.outputs.items()
-            if not o["passed"]
-        ]
+        return [failure_phrase(name, o) for name, o in self.outputs.items() if not o["passed"]]
 
 
-def compare(expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    """Difference figures of ``actual`` against ``expected``."""
+def failure_phrase(name: str, figures: dict[str, Any]) -> str:
+    """``action: max abs diff 0.3 > atol 1e-05`` (or the share / cosine that missed its bound)."""
+    nonfinite = " (non-finite values)" if figures["nonfinite"] else ""
+    if figures.get("atol") is not None:
+        return f"{name}: max abs diff {figures['max_abs_diff']:.3g} > atol {figures['atol']:g}{nonfinite}"
+    missed = []
+    if figures.get("max_share") is not None and figures["share"] > figures["max_share"]:
+        missed.append(f"max abs diff {figures['share']:.2%} of the largest |{name}| > {figures['max_share']:.2%}")
+    if figures.get("min_cosine") is not None and figures["cosine"] < figures["min_cosine"]:
+        missed.append(f"cosine {figures['cosine']:.6f} < {figures['min_cosine']:g}")
+    return f"{name}: {', '.join(missed) or 'out of bounds'}{nonfinite}"
+
+
+def compare(expected: np.ndarray, actual: np.ndarray, atol: float | None, rtol: float | None,
+            max_share: float | None = None, min_cosine: float | None = None) -> dict[str, Any]:
+    """Difference figures of ``actual`` against ``expected``, judged by ``Tolerance(atol, rtol, max_share,
+    min_cosine)``."""
     expected64 = expected.astype(np.float64)
     actual64 = actual.astype(np.float64)
     if expected64.shape != actual64.shape:
         return {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "max_rel_diff": float("inf"),
+                "share": float("inf"), "max_abs_expected": 0.0,
                 "cosine": 0.0, "nonfinite": False, "nonfinite_expected": False, "nonfinite_actual": False,
                 "passed": False, "shape_mismatch": [list(expected64.shape), list(actual64.shape)]}
     nonfinite_expected = bool(not np.isfinite(expected64).all())
@@ -69,8 +84,11 @@ def compare(expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) 
         max_rel = float(np.nanmax(diff / np.maximum(np.abs(expected64), 1e-12)))
     norms = float(np.linalg.norm(expected64) * np.linalg.norm(actual64))
     cosine = float(np.dot(expected64.ravel(), actual64.ravel()) / norms) if norms > 0 else 1.0
-    within = bool(np.all(diff <= atol + rtol * np.abs(expected64)))
-    return {"max_abs_diff": max_abs, "mean_abs_diff": mean_abs, "max_rel_diff": max_rel, "cosine": cosine,
+    largest = float(np.nanmax(np.abs(expected64))) if expected64.size else 0.0
+    share = max_abs / largest if largest > 0 else (0.0 if max_abs == 0 else float("inf"))
+    within = Tolerance(atol, rtol, max_share, min_cosine).holds(diff, expected64, share, cosine)
+    return {"max_abs_diff": max_abs, "mean_abs_diff": mean_abs, "max_rel_diff": max_rel, "share": share,
+            "max_abs_expected": largest, "cosine": cosine,
             "nonfinite": nonfinite, "nonfinite_expected": nonfinite_expected, "nonfinite_actual": nonfinite_actual,
             "passed": within and not nonfinite}
 
@@ -106,12 +124,12 @@ def verification_inputs(
     cases = [(f"sample b={sample_batch}", sample)]
     for batch in sizes:
         for index in range(count):
-            inputs = {name: _like(tensor, batch, generator) for name, tensor in sample.items()}
+            inputs = {name: random_like(tensor, batch, generator) for name, tensor in sample.items()}
             cases.append((f"random#{index} b={batch}", inputs))
     return cases
 
 
-def _like(tensor: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
+def random_like(tensor: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
     shape = [batch, *tensor.shape[1:]] if tensor.dim() else []
     if tensor.dtype is torch.bool:
         return random_tensor(shape, tensor.dtype, generator, 0, 1)
@@ -126,13 +144,14 @@ def check_parity(
     candidate: Runner,
     output_names: Sequence[str],
     cases: list[tuple[str, dict[str, torch.Tensor]]],
-    atol: float,
-    rtol: float,
-    per_output: Mapping[str, tuple[float, float]] | None = None,
+    atol: float | None,
+    rtol: float | None,
+    per_output: Mapping[str, tuple[float | None, ...]] | None = None,
 ) -> ParityReport:
     """Run both on every case; keep each output's worst figures.
 
-    ``per_output`` maps an output name to its own ``(atol, rtol)``; the others use ``atol``/``rtol``.
+    ``per_output`` maps an output name to its own :class:`Tolerance` (or ``(atol, rtol)``); the others
+    use ``atol``/``rtol``.
     """
     report = ParityReport()
     flags = ("nonfinite", "nonfinite_expected", "nonfinite_actual")
@@ -140,14 +159,15 @@ def check_parity(
         expected, actual = reference(inputs), candidate(inputs)
         batch = batch_of(inputs)
         for name, want, got in zip(output_names, expected, actual, strict=True):
-            out_atol, out_rtol = (per_output or {}).get(name, (atol, rtol))
-            stats = compare(want, got, out_atol, out_rtol)
+            bound = Tolerance(*(per_output or {}).get(name, (atol, rtol)))
+            stats = compare(want, got, *bound)
             report.cases.append({"case": label, "batch": batch, "output": name, **stats})
             worst = report.outputs.setdefault(
-                name, {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "max_rel_diff": 0.0, "cosine": 1.0,
-                       **dict.fromkeys(flags, False), "atol": out_atol, "rtol": out_rtol, "passed": True}
+                name, {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "max_rel_diff": 0.0, "share": 0.0,
+                       "max_abs_expected": 0.0, "cosine": 1.0, **dict.fromkeys(flags, False),
+                       **bound._asdict(), "passed": True}
             )
-            for key in ("max_abs_diff", "mean_abs_diff", "max_rel_diff"):
+            for key in ("max_abs_diff", "mean_abs_diff", "max_rel_diff", "share", "max_abs_expected"):
                 worst[key] = max(worst[key], stats[key])
             worst["cosine"] = min(worst["cosine"], stats["cosine"])
             for key in flags:

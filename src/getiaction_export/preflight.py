@@ -117,7 +117,7 @@ def app_help(overrides: list[str], flags: list[str]) -> str:
     GlobalHydra.instance().clear()
     groups = "\n".join(f"{group}: {', '.join(_options(group, extra_dir))}" for group in GROUPS)
     return (
-        "getiaction-export: export a policy to verified artifacts (torch, onnx, openvino).\n"
+        "getiaction-export: export a policy to verified artifacts (torch, onnx, openvino, executorch).\n"
         "Usage: python -m getiaction_export [-m] [group=option ...] [key=value ...]\n\n"
         "== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n"
         f"{groups}\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n{config}\n"

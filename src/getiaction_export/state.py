@@ -31,9 +31,14 @@ if TYPE_CHECKING:
     from getiaction_export.errors import Failure
     from getiaction_export.parity import ParityReport
     from getiaction_export.runtimes import TorchReference
+    from getiaction_export.tolerance import Tolerance
 
-RUNTIMES = {"torch": "reloaded checkpoint", "onnx": "onnxruntime", "openvino": "OpenVINO"}
+RUNTIMES = {"torch": "reloaded checkpoint", "onnx": "onnxruntime", "openvino": "OpenVINO",
+            "openvino_int8": "OpenVINO", "executorch": "ExecuTorch"}
 """What each format is verified in (recorded as ``formats.<name>.runtime``)."""
+
+SCRATCH = {"source": "source.onnx", "simplified": "simplified.onnx", "f32_ir": "f32.xml"}
+"""The job's working files: the shared float32 ONNX export, onnxslim's candidate, the f32 IR INT8 starts from."""
 
 Cases = list[tuple[str, dict[str, "torch.Tensor"]]]
 """Verification inputs: ``(label, batch)`` pairs."""
@@ -91,12 +96,15 @@ class Verification:
     cases: Cases
     reference: TorchReference
     tolerances: dict[str, dict[str, Any]]
-    """``{output: {atol, rtol, source}}``."""
+    """``{output: {atol, rtol, max_share, min_cosine, source}}``."""
     dynamic: bool
 
-    def pairs(self) -> dict[str, tuple[float, float]]:
-        """``{output: (atol, rtol)}``."""
-        return {name: (chosen["atol"], chosen["rtol"]) for name, chosen in self.tolerances.items()}
+    def bounds(self) -> dict[str, Tolerance]:
+        """``{output: Tolerance}``."""
+        from getiaction_export.tolerance import Tolerance
+
+        return {name: Tolerance(*(chosen[key] for key in Tolerance._fields))
+                for name, chosen in self.tolerances.items()}
 
 
 @dataclass
@@ -180,8 +188,13 @@ class JobState:
         return self.failure.exit_code if self.failure else ExitCode.OK
 
     def scratch(self, name: str) -> Path:
-        """A hidden working ONNX file of the job (``source``, ``simplified``), removed when the job ends."""
-        return self.out_dir / f".{self.config.policy_name}.{name}.onnx"
+        """A hidden working file of the job (:data:`SCRATCH`), removed when the job ends."""
+        return self.out_dir / f".{self.config.policy_name}.{SCRATCH[name]}"
+
+    def scratch_files(self) -> list[Path]:
+        """Every working file the job may have made (an IR's weights beside its ``.xml``)."""
+        paths = [self.scratch(name) for name in SCRATCH]
+        return paths + [path.with_suffix(".bin") for path in paths if path.suffix == ".xml"]
 
     def promoted(self) -> list[FormatOutcome]:
         return [outcome for outcome in self.formats.values() if outcome.promoted]

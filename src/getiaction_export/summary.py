@@ -3,7 +3,8 @@
 ``summary.json`` also holds the sweep's exit code, which the CLI exits with.
 
 One row per job and format (a ``format=all`` job gives one row per format it reached): status,
-opset, precision, parity, batch-1 latency of the runtime and its speed-up over PyTorch eager, size.
+opset, precision, parity (max abs diff, its share of the largest |output|, cosine), batch-1 latency
+of the runtime and its speed-up over PyTorch eager, size.
 
 It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
 (in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
@@ -16,10 +17,11 @@ Job folders are named after their overrides (``format.opset_version=14,policy=ac
 Example:
     >>> rows = [{"job": "opset=14", "policy": "dummy", "format": "onnx",
     ...          "opset": "14/14", "precision": "fp32", "exporter": "torchscript", "max_abs_diff": 1e-7,
-    ...          "latency_ms": 0.012, "speedup": 3.52, "status": "ok", "export_s": 0.1, "size": "4.4 kB",
-    ...          "error": ""}]
-    >>> print(markdown_table(rows).splitlines()[2])
-    | opset=14 | dummy | onnx | 14/14 | fp32 | torchscript | 1.0e-07 |  | 0.012 | 3.52x | ✅ ok | 0.10 | 4.4 kB |  |  |
+    ...          "share": 1e-7, "cosine": 1.0, "latency_ms": 0.012, "speedup": 3.52, "status": "ok", "export_s": 0.1,
+    ...          "size": "4.4 kB", "error": ""}]
+    >>> cells = markdown_table(rows).splitlines()[2].split(" | ")
+    >>> cells[:3], cells[6:9], cells[10:13]
+    (['| opset=14', 'dummy', 'onnx'], ['1.0e-07', '0.00%', '1.000000'], ['0.012', '3.52x', '✅ ok'])
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from getiaction_export.stages.report import RESULT_FILE
 
 log = logging.getLogger("getiaction_export")
 
-COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "runtime_check", "latency_ms",
-           "speedup", "status", "export_s", "size", "sha256", "error"]
+COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "share", "cosine",
+           "runtime_check", "latency_ms", "speedup", "status", "export_s", "size", "sha256", "error"]
 HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter", "max abs diff",
-           "physicalai check", "latency ms (b=1)", "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
+           "of max \\|output\\|", "cosine", "physicalai check", "latency ms (b=1)", "speed-up vs eager", "status",
+           "export s", "size", "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
 
 SUMMARY_FILE = "summary.json"
@@ -171,6 +174,8 @@ def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int,
             "exporter": "" if torch_only else common["exporter"],
             "precision": record.get("precision", result.get("precision", "")),
             "max_abs_diff": _worst(record.get("parity") or {}),
+            "share": _worst(record.get("parity") or {}, "share"),
+            "cosine": _worst(record.get("parity") or {}, "cosine", min),
             "runtime_check": _runtime_cell(result.get("runtime_check") or {}, format_name),
             "latency_ms": latency.get("runtime_ms"),
             "speedup": latency.get("speedup"),
@@ -201,9 +206,10 @@ def _runtime_cell(checks: dict[str, Any], format_name: str) -> str:
     return f"ok {worst:.1e}" if worst is not None else "ok"
 
 
-def _worst(parity: dict[str, Any]) -> float | None:
-    diffs = [o.get("max_abs_diff") for o in parity.values() if isinstance(o.get("max_abs_diff"), float | int)]
-    return max(diffs) if diffs else None
+def _worst(parity: dict[str, Any], key: str = "max_abs_diff", pick: Any = max) -> float | None:
+    """The worst of one parity figure over the outputs (``pick``: max for differences, min for cosine)."""
+    values = [o.get(key) for o in parity.values() if isinstance(o.get(key), float | int)]
+    return pick(values) if values else None
 
 
 def _job_num(job_dir: Path) -> int:
@@ -225,6 +231,10 @@ def _cell(column: str, value: Any) -> str:
         return ""
     if column == "max_abs_diff" and isinstance(value, float | int):
         return f"{value:.1e}"
+    if column == "share" and isinstance(value, float | int):
+        return f"{value:.2%}"
+    if column == "cosine" and isinstance(value, float | int):
+        return f"{value:.6f}"
     if column == "export_s" and isinstance(value, float | int):
         return f"{value:.2f}"
     if column == "latency_ms" and isinstance(value, float | int):
@@ -270,6 +280,12 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows, _ = summarize(sweep_dir)
+        try:
+            from getiaction_export.html_report import sweep_results, write_sweep_report
+
+            write_sweep_report(sweep_dir, rows, sweep_results(sweep_dir, rows))
+        except Exception as error:  # summary.json holds the exit code; the page only shows it
+            log.warning("report.html not written at the sweep root: %s", error)
         jobs = {row["job"]: row["status"] == "ok" for row in rows}
         for row in rows:
             jobs[row["job"]] = jobs[row["job"]] and row["status"] == "ok"

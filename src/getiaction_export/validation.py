@@ -16,7 +16,7 @@ Example:
     Traceback (most recent call last):
     ...
     getiaction.errors.ConfigError: 3 config errors: format.opset: unknown key (did you mean 'opset_version'?); \
-format.precision: 'fp8' is not valid; use fp32 or fp16; format.num_random_inputs=-1: must be >= 0
+format.precision: 'fp8' is not valid; use fp32, fp16 or int8; format.num_random_inputs=-1: must be >= 0
 """
 
 from __future__ import annotations
@@ -31,13 +31,22 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from getiaction.errors import ConfigError
-from getiaction.export.options import DYNAMO_LOWEST_OPSET, TORCHSCRIPT_HIGHEST_OPSET, CallStyle, Exporter
+from getiaction.export.options import (
+    DYNAMO_LOWEST_OPSET,
+    INT8_ONNX_REFUSAL,
+    TORCHSCRIPT_HIGHEST_OPSET,
+    CallStyle,
+    Exporter,
+    Precision,
+)
 from getiaction_export.config import (
+    FORMAT_PACKAGES,
     FORMAT_SCHEMAS,
     GROUPS,
     POLICY_RESERVED_KEYS,
     AllFormatSchema,
     AppSchema,
+    ExecutorchFormatSchema,
     ExportConfig,
     InputSampleSchema,
     OnnxFormatSchema,
@@ -154,6 +163,11 @@ def _typed(schema: type[Schema], node: Any, key: str, errors: list[str], skip: C
             entries = {k: _typed(entry_schema, None if OmegaConf.is_missing(value, k) else value[k],
                                  _join(key, f"{name}.{k}"), errors, add="+") for k in map(str, value)}
             value = {k: entry for k, entry in entries.items() if entry is not None}
+        elif isinstance(hints[name], type) and is_dataclass(hints[name]) and isinstance(value, DictConfig):
+            value = _typed(hints[name], value, _join(key, name), errors)  # a nested section (format.calibration)
+            if value is None:
+                failed.add(name)
+                continue
         try:
             typed[name] = value
         except OmegaConfBaseException as error:
@@ -194,6 +208,8 @@ def _check_rules(checked: Any, key: str, errors: list[str]) -> None:
     ``only_for``: a value given to a kind (the schema's ``name``) that never reads it is refused, not ignored."""
     for spec in fields(checked):
         value, where = getattr(checked, spec.name), _join(key, spec.name)
+        if is_dataclass(value):  # a nested section: _typed checked its rules
+            continue
         values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
         choices, low, high, only = (spec.metadata.get(rule) for rule in ("choices", "min", "max", "only_for"))
         if only is not None and values and values != [{}] and getattr(checked, "name", only) != only:
@@ -240,6 +256,18 @@ def _format(node: Any, errors: list[str]) -> Any:
     return fmt
 
 
+def _check_precision(fmt: OnnxFormatSchema, every: bool, errors: list[str]) -> None:
+    """INT8 is OpenVINO's (measured: onnxruntime's does not pay); ExecuTorch programs are fp32."""
+    if fmt.precision == Precision.INT8 and every:
+        errors.append("format.precision=int8: format=all makes INT8 for OpenVINO only, beside the others; add "
+                      "openvino_int8 to format.formats and keep format.precision for the rest (fp32 or fp16)")
+    elif fmt.precision == Precision.INT8 and fmt.name == "onnx":
+        errors.append(f"format.{INT8_ONNX_REFUSAL}")
+    if isinstance(fmt, ExecutorchFormatSchema) and fmt.precision != Precision.FP32:
+        errors.append(f"format.precision={fmt.precision}: format=executorch writes fp32 programs (XNNPACK); "
+                      "use format.precision=fp32, or format=openvino for fp16/int8")
+
+
 def _check_exporter(fmt: OnnxFormatSchema, errors: list[str]) -> None:
     """Opsets the chosen exporter cannot write (the library refuses them too, after the build)."""
     opset = fmt.opset_version
@@ -254,18 +282,34 @@ def _check_exporter(fmt: OnnxFormatSchema, errors: list[str]) -> None:
 def _check_formats(fmt: OnnxFormatSchema, errors: list[str]) -> None:
     """The formats a job produces, their optional packages, and options that apply to none of them."""
     from getiaction.export.extras import installed, missing_message
+    from getiaction_export.config import installed_formats
 
-    names = fmt.formats if isinstance(fmt, AllFormatSchema) else [fmt.name]
+    every = isinstance(fmt, AllFormatSchema)
+    names = [fmt.name]
+    if isinstance(fmt, AllFormatSchema):
+        names = fmt.formats if fmt.formats is not None else installed_formats()
     if not names or len(set(names)) != len(names):
         errors.append(f"format.formats: {names} must name each format once, e.g. [onnx, openvino]")
-    if "openvino" in names and not installed("openvino"):
-        feature = "format=openvino" if fmt.name == "openvino" else "format=all with openvino in format.formats"
-        errors.append(missing_message(feature, "openvino"))
+    int8 = fmt.precision == Precision.INT8
+    needs = {**FORMAT_PACKAGES, "openvino": ("openvino", "nncf") if int8 else ("openvino",)}
+    for name in names:
+        for module in (m for m in needs.get(name, ()) if not installed(m)):
+            feature = (f"format=all with {name} in format.formats" if every else f"format={name}") + \
+                (" format.precision=int8" if int8 and name == "openvino" else "")
+            errors.append(missing_message(feature, module))
+    _check_precision(fmt, every, errors)
     if fmt.simplify:
         if "onnx" not in names:
             errors.append("format.simplify: applies to format=onnx only (OpenVINO simplifies the graph itself); "
                           "drop it or use format=onnx")
         elif not installed("onnxslim"):
             errors.append(missing_message("format.simplify=true", "onnxslim"))
+    calibration = getattr(fmt, "calibration", None)
+    if calibration is not None and calibration.source == "file" and not calibration.path:
+        errors.append("format.calibration.path: missing value for calibration.source=file "
+                      "(set format.calibration.path=observations.npz)")
+    elif calibration is not None and calibration.path and calibration.source != "file":
+        errors.append("format.calibration.path: read only by format.calibration.source=file; add "
+                      "format.calibration.source=file")
     if fmt.runtime_check and not installed("physicalai"):
         errors.append(missing_message("format.runtime_check=true", "physicalai"))

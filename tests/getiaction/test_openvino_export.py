@@ -92,7 +92,7 @@ def test_fp16_onnx_keeps_float32_io_and_parity(policy: Dummy, tmp_path: Path) ->
     (actual,) = ort.InferenceSession(str(result.path)).run(None, {"state": state.numpy()})
     assert actual.dtype == np.float32
     assert np.abs(actual - policy({"state": state}).detach().numpy()).max() <= 5e-3
-    with pytest.raises(ConfigError, match=r"precision: 'fp8' is not valid; use one of \['fp32', 'fp16'\]"):
+    with pytest.raises(ConfigError, match=r"precision: 'fp8' is not valid; use one of \['fp32', 'fp16', 'int8'\]"):
         policy.to_onnx(tmp_path / "bad.onnx", precision="fp8")
 
 

@@ -75,7 +75,8 @@ def test_fp16_onnx_gets_its_own_tolerance_and_keeps_float32_io(cli, tmp_path: Pa
     assert run.returncode == 0, run.output
     result = read_json(tmp_path / "job" / "result.json")
     assert result["status"] == "ok" and result["precision"] == "fp16"
-    assert result["formats"]["onnx"]["tolerances"]["action"] == {"atol": 5e-3, "rtol": 1e-2, "source": "fp16 default"}
+    assert result["formats"]["onnx"]["tolerances"]["action"] == {"atol": 5e-3, "rtol": 1e-2, "max_share": None,
+                                                                  "min_cosine": None, "source": "fp16 default"}
     parity = result["parity"]["action"]
     assert parity["atol"] == 5e-3 and parity["passed"]
     assert 0 < parity["max_abs_diff"] <= 5e-3  # float16 weights: close, not exact
@@ -99,7 +100,7 @@ def test_simplify_shrinks_the_graph_and_verifies_it_again(cli, tmp_path: Path) -
     assert {p.key: p.value for p in model.metadata_props}["getiaction.simplified"] == "onnxslim"
     assert simplify["parity"]["action"]["passed"] and result["parity"]["action"]["max_abs_diff"] <= 1e-5
     assert result["formats"]["onnx"]["tolerances"]["action"] == {
-        "atol": 1e-5, "rtol": 1e-3, "source": "format.output_tolerances.action"}
+        "atol": 1e-5, "rtol": 1e-3, "max_share": None, "min_cosine": None, "source": "format.output_tolerances.action"}
     assert_latency(result["latency"], "onnxruntime")
     assert result["latency"]["session_options"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
     assert f"[simplify] ✓ onnxslim: {simplify['nodes_before']} -> {simplify['nodes_after']} nodes" in run.stdout
@@ -135,30 +136,39 @@ def test_sweep_over_formats_and_precisions_is_a_benchmark_table(cli, tmp_path: P
     summary = read_json(sweep / "summary.json")
     assert (summary["jobs"], summary["ok"], summary["exit_code"]) == (6, 6, 0)
     rows = summary["rows"]
-    assert len(rows) == 1 + 1 + 3 + 1 + 1 + 3  # format=all: one row per format
+    assert len(rows) == 1 + 1 + 5 + 1 + 1 + 5  # format=all: one row per format (every extra is installed here)
     assert sorted((row["format"], row["precision"]) for row in rows) == sorted(
         [("onnx", p) for p in ("fp32", "fp16")] * 2 + [("openvino", p) for p in ("fp32", "fp16")] * 2
-        + [("torch", "fp32")] * 2
+        + [("torch", "fp32"), ("openvino_int8", "int8"), ("executorch", "fp32")] * 2
     )
     for row in rows:
         assert row["status"] == "ok" and row["size"]
         if row["format"] == "torch":
             assert row["max_abs_diff"] == 0.0 and row["latency_ms"] is None and row["opset"] == ""
+            continue
+        assert row["latency_ms"] > 0 and row["speedup"] > 0
+        if row["precision"] == "int8":  # judged by scale: share of the largest |action| and cosine
+            assert 1e-4 < row["share"] <= 0.1 and row["cosine"] >= 0.999
         else:
-            assert row["opset"] == "17/17" and row["latency_ms"] > 0 and row["speedup"] > 0
             assert row["max_abs_diff"] <= (5e-3 if row["precision"] == "fp16" else 1e-5)
+        if row["format"] != "executorch":
+            assert row["opset"] == "17/17"
     markdown = (sweep / "summary.md").read_text()
     assert "| precision |" in markdown and "| latency ms (b=1) | speed-up vs eager |" in markdown
-    assert markdown.count("✅ ok") == 10 and "6/6 jobs ok" in run.stdout
+    assert "| cosine |" in markdown and markdown.count("✅ ok") == 14 and "6/6 jobs ok" in run.stdout
 
     (folder,) = sweep.glob("*format.precision=fp16,format=all")
     combined = read_json(folder / "result.json")
-    assert set(combined["artifacts"]) == {"torch", "onnx", "openvino"}
-    assert {case["format"] for case in combined["parity_cases"]} == {"torch", "onnx", "openvino"}
-    assert combined["parity"]["action"]["format"] in ("onnx", "openvino")  # the worst of the three
+    every = {"torch", "onnx", "openvino", "openvino_int8", "executorch"}
+    assert set(combined["artifacts"]) == every
+    assert {case["format"] for case in combined["parity_cases"]} == every
+    assert combined["parity"]["action"]["format"] == "openvino_int8"  # the worst of them
+    assert combined["formats"]["executorch"]["batch_range"] == [1, 8]
+    assert combined["formats"]["openvino_int8"]["int8"]["samples"] == 100
     assert combined["latency"]["speedup"] == max(combined["formats"][f]["latency"]["speedup"]
-                                                 for f in ("onnx", "openvino"))
-    assert {p.name for p in folder.glob("dummy.*")} == {"dummy.pt", "dummy.onnx", "dummy.xml", "dummy.bin"}
+                                                 for f in every - {"torch"})
+    assert {p.name for p in folder.glob("dummy*")} == {"dummy.pt", "dummy.onnx", "dummy.xml", "dummy.bin",
+                                                       "dummy_int8.xml", "dummy_int8.bin", "dummy.pte"}
 
 
 def test_fp16_overflow_is_refused_and_parity_failure_is_marked(cli, tmp_path: Path) -> None:
@@ -199,14 +209,25 @@ main(sys.argv[1:])
 """
 
 
-@pytest.mark.parametrize(("override", "feature"), [("format=openvino", "format=openvino"),
-                                                   ("format=all", "format=all with openvino in format.formats")])
-def test_missing_openvino_is_one_line_with_the_install_hint(tmp_path: Path, override: str, feature: str) -> None:
-    completed = subprocess.run([sys.executable, "-c", BLOCKED_OPENVINO, override, "hydra.run.dir=job"],
+@pytest.mark.parametrize(("overrides", "feature"), [(["format=openvino"], "format=openvino"),
+                                                    (["format=all", "format.formats=[onnx,openvino]"],
+                                                     "format=all with openvino in format.formats")])
+def test_missing_openvino_is_one_line_with_the_install_hint(tmp_path: Path, overrides: list[str], feature: str) -> None:
+    completed = subprocess.run([sys.executable, "-c", BLOCKED_OPENVINO, *overrides, "hydra.run.dir=job"],
                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2, completed.stderr
     assert completed.stderr.strip() == f"error: {feature} {INSTALL_HINT}"
     assert not (tmp_path / "job").exists()
+
+
+def test_format_all_runs_the_formats_whose_extras_are_installed_and_says_which_it_left_out(tmp_path: Path) -> None:
+    completed = subprocess.run([sys.executable, "-c", BLOCKED_OPENVINO, "format=all", FAST, "format.latency=false",
+                                "hydra.run.dir=job"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    result = read_json(tmp_path / "job" / "result.json")
+    assert list(result["formats"]) == ["torch", "onnx", "executorch"]
+    for left_out in ("openvino", "openvino_int8"):
+        assert f"[prepare] - format=all: no {left_out} ({left_out} {INSTALL_HINT})" in completed.stdout
 
 
 def test_format_all_without_openvino_can_name_its_formats(cli, tmp_path: Path) -> None:
@@ -225,6 +246,6 @@ def test_format_all_without_openvino_can_name_its_formats(cli, tmp_path: Path) -
 def test_help_lists_every_format_and_the_composed_config(cli) -> None:
     run = cli("--help", "format=openvino")
     assert run.returncode == 0, run.output
-    assert "format: all, onnx, openvino, torch" in run.stdout
+    assert "format: all, executorch, onnx, openvino, torch" in run.stdout
     assert "  name: openvino\n" in run.stdout and "  precision: fp32\n" in run.stdout
     assert "Use --hydra-help" in run.stdout

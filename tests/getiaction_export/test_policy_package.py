@@ -243,7 +243,7 @@ def test_a_package_the_runtime_rejects_never_gets_a_final_name(tmp_path: Path) -
     assert result["status"] == "failed" and result["exit_code"] == 3 and result["stage"] == "runtime_check"
     assert "output named 'action'" in result["error"] and "['actions']" in result["error"]
     assert result["runtime_check"]["status"] == "failed"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no model, manifest or replica folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "result.json"]  # no model, manifest, replica
 
 
 def test_cli_sweep_summary_has_the_runtime_check_column(cli, tmp_path: Path) -> None:
@@ -393,7 +393,7 @@ def test_a_default_load_beyond_its_tolerance_fails_the_package(
     figures = result["runtime_check"]["backends"]["openvino"]
     assert figures["passed"] is False and figures["parity"]["action"]["passed"] is True  # f32 was fine
     assert figures["default_load"]["precision"] == "bf16" and figures["default_load"]["passed"] is False
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # nothing got a final name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "result.json"]  # nothing got a final name
 
 
 def test_without_the_runtime_check_the_manifest_still_says_what_the_default_load_computes_in(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ does not import torch.
 Example:
     >>> from getiaction.export import Export, ExportFormat
     >>> [f.value for f in ExportFormat]
-    ['torch', 'onnx', 'openvino']
+    ['torch', 'onnx', 'openvino', 'executorch']
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from getiaction.export.executorch import ExecutorchExportResult as ExecutorchExportResult
+    from getiaction.export.executorch import ExecutorchModel as ExecutorchModel
+    from getiaction.export.executorch import export_executorch as export_executorch
     from getiaction.export.mixin import Export as Export
     from getiaction.export.mixin import ExportFormat as ExportFormat
     from getiaction.export.onnx import Exporter as Exporter
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     from getiaction.export.torch import save_checkpoint as save_checkpoint
 
 _LAZY = {
+    "ExecutorchExportResult": "getiaction.export.executorch",
+    "ExecutorchModel": "getiaction.export.executorch",
+    "export_executorch": "getiaction.export.executorch",
     "Export": "getiaction.export.mixin",
     "ExportFormat": "getiaction.export.mixin",
     "Exporter": "getiaction.export.onnx",

@@ -20,7 +20,8 @@ from types import ModuleType
 
 from getiaction.errors import ConfigError
 
-EXTRAS = {"openvino": "openvino", "onnxslim": "simplify", "physicalai": "deploy"}
+EXTRAS = {"openvino": "openvino", "onnxslim": "simplify", "physicalai": "deploy", "nncf": "int8",
+          "executorch": "executorch"}
 """Import name -> the pip extra of getiaction-export that installs it."""
 
 

@@ -1,4 +1,4 @@
-"""The ``Export`` mixin: every policy gets ``to_torch``, ``to_onnx``, ``to_openvino`` and ``export``.
+"""The ``Export`` mixin: every policy gets ``to_torch``, ``to_onnx``, ``to_openvino``, ``to_executorch`` and ``export``.
 
 The mixin only gathers defaults from the policy and dispatches; each format's module writes its
 one artifact.
@@ -32,11 +32,13 @@ from torch import nn
 from getiaction.errors import ConfigError, MissingSampleError
 from getiaction.export.atomic import atomic_path
 from getiaction.export.onnx import OnnxExportResult, export_onnx
+from getiaction.export.options import INT8_ONNX_REFUSAL
 from getiaction.export.serialization import to_yaml
 from getiaction.export.torch import class_path_of, save_checkpoint
 from getiaction.export.transforms import Precision, convert_to_fp16, precision_of
 
 if TYPE_CHECKING:
+    from getiaction.export.executorch import ExecutorchExportResult
     from getiaction.export.openvino import OpenVINOExportResult
 
 
@@ -46,6 +48,7 @@ class ExportFormat(StrEnum):
     TORCH = "torch"
     ONNX = "onnx"
     OPENVINO = "openvino"
+    EXECUTORCH = "executorch"
 
 
 class Export:
@@ -93,6 +96,8 @@ class Export:
         float32) and refuses a model whose outputs overflow float16 on the sample; see
         :func:`getiaction.export.transforms.convert_to_fp16`.
         """
+        if precision_of(precision) is Precision.INT8:
+            raise ConfigError(INT8_ONNX_REFUSAL)
         model, sample, kwargs = self._onnx_arguments(input_sample, export_kwargs)
         if precision_of(precision) is Precision.FP32:
             return export_onnx(model, path, sample, **kwargs)
@@ -120,17 +125,47 @@ class Export:
         model, sample, kwargs = self._onnx_arguments(input_sample, export_kwargs)
         return export_openvino(model, path, sample, compress_to_fp16=compress_to_fp16, **kwargs)
 
+    def to_executorch(
+        self,
+        path: str | os.PathLike[str],
+        input_sample: Mapping[str, torch.Tensor] | None = None,
+        **export_kwargs: Any,
+    ) -> ExecutorchExportResult:
+        """Export to an ExecuTorch program (``.pte``, XNNPACK delegate) that accepts batch 1..``max_batch``.
+
+        Defaults: ``input_sample`` from ``model.sample_input``; arguments from
+        ``model.extra_export_args["executorch"]`` with ``export_kwargs`` winning; dynamic batch up
+        to 64. The batch range is read from the written program and run; a program that accepts
+        less is an error. Needs the ``[executorch]`` extra. See :mod:`getiaction.export.executorch`.
+        """
+        from getiaction.export.executorch import export_executorch
+
+        model = self._export_module()
+        sample = self._sample(model, input_sample, "to_executorch")
+        defaults = copy.deepcopy(dict(getattr(model, "extra_export_args", {}).get("executorch", {})))
+        kwargs = {**defaults, **export_kwargs}
+        metadata = {"policy.class_path": class_path_of(self), "policy.config": to_yaml(self._export_config())}
+        metadata.update(kwargs.pop("metadata", None) or {})
+        return export_executorch(model, path, sample, metadata=metadata, **kwargs)
+
+    def _sample(
+        self, model: nn.Module, input_sample: Mapping[str, torch.Tensor] | None, method: str
+    ) -> Mapping[str, torch.Tensor]:
+        """``input_sample``, else the model's ``sample_input``, else a :class:`MissingSampleError`."""
+        sample = input_sample if input_sample is not None else getattr(model, "sample_input", None)
+        if sample is None:
+            raise MissingSampleError(
+                f"input_sample: {type(self).__name__} has no sample_input; pass "
+                f"input_sample={{'state': torch.randn(1, 8), ...}} to {method}"
+            )
+        return sample
+
     def _onnx_arguments(
         self, input_sample: Mapping[str, torch.Tensor] | None, export_kwargs: dict[str, Any]
     ) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any]]:
         """The module, its sample and the ONNX export arguments: the model's defaults, then the caller's."""
         model = self._export_module()
-        sample = input_sample if input_sample is not None else getattr(model, "sample_input", None)
-        if sample is None:
-            raise MissingSampleError(
-                f"input_sample: {type(self).__name__} has no sample_input; pass "
-                "input_sample={'state': torch.randn(1, 8), ...} to to_onnx"
-            )
+        sample = self._sample(model, input_sample, "to_onnx")
         defaults = copy.deepcopy(dict(getattr(model, "extra_export_args", {}).get("onnx", {})))
         kwargs = {**defaults, **export_kwargs}
         kwargs["default_dynamic_axes"] = _follow_renames(
@@ -146,7 +181,7 @@ class Export:
         return model, sample, {**kwargs, "metadata": metadata}
 
     def export(self, path: str | os.PathLike[str], export_format: ExportFormat | str, **kwargs: Any) -> Any:
-        """Export to ``export_format`` (``"torch"``, ``"onnx"`` or ``"openvino"``)."""
+        """Export to ``export_format`` (``"torch"``, ``"onnx"``, ``"openvino"`` or ``"executorch"``)."""
         try:
             chosen = ExportFormat(export_format)
         except ValueError:
@@ -156,6 +191,8 @@ class Export:
             return self.to_torch(path)
         if chosen is ExportFormat.OPENVINO:
             return self.to_openvino(path, **kwargs)
+        if chosen is ExportFormat.EXECUTORCH:
+            return self.to_executorch(path, **kwargs)
         return self.to_onnx(path, **kwargs)
 
 

@@ -86,7 +86,7 @@ class ExportJob:
 
     def torchscript(self, opset: int) -> onnx.ModelProto:
         buffer = io.BytesIO()
-        with _quiet(), _stdout_fd_silenced(), torch.no_grad():
+        with quiet(), _stdout_fd_silenced(), torch.no_grad():
             try:
                 torch.onnx.export(
                     self.adapter,
@@ -116,7 +116,7 @@ class ExportJob:
             for name in self.input_names
         }
         kwargs = {"external_data": False, "verbose": False, "optimize": True, **self.torch_kwargs}
-        with _quiet(), torch.no_grad(), _stderr_to_log():
+        with quiet(), torch.no_grad(), stderr_to_log():
             try:
                 program = torch.onnx.export(
                     self.adapter,
@@ -199,24 +199,34 @@ def dynamo_cause(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _stderr_to_log() -> Iterator[None]:
+def stderr_to_log(source: str = "torch.onnx (dynamo)", logger: logging.Logger = log) -> Iterator[None]:
     """torch.export prints the partial FX graph of a failed trace (thousands of lines) to stderr:
     keep it off the console, in the debug log (the job's export.log)."""
+    lines: list[str] = []
+    try:
+        with stderr_captured(lines):
+            yield
+    finally:
+        if lines:
+            logger.debug("%s wrote to stderr:\n%s", source, "\n".join(lines))
+
+
+@contextlib.contextmanager
+def stderr_captured(lines: list[str]) -> Iterator[None]:
+    """Point file descriptor 2 at a temporary file for the block; append what was written to ``lines``."""
     with tempfile.TemporaryFile() as capture:
         try:
             with _fd_redirected(2, sys.stderr, capture.fileno()):
                 yield
         finally:
             capture.seek(0)
-            text = capture.read().decode(errors="replace").strip()
-            if text:
-                log.debug("torch.onnx (dynamo) wrote to stderr:\n%s", text)
+            lines.extend(capture.read().decode(errors="replace").strip().splitlines())
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet(logger_names: tuple[str, ...] = _CHATTY_LOGGERS) -> Iterator[None]:
     """Silence torch.onnx's deprecation, tracer and logger chatter; errors still propagate."""
-    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    loggers = [logging.getLogger(name) for name in logger_names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

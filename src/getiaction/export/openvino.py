@@ -116,7 +116,7 @@ def convert_onnx_to_openvino(
     _keep_only_io_names(model)
     for key, value in props.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
-    with _atomic_pair(path) as temp_xml:
+    with atomic_ir(path) as temp_xml:
         ov.save_model(model, str(temp_xml), compress_to_fp16=compress_to_fp16)
     return OpenVINOExportResult(
         path=path,
@@ -148,7 +148,7 @@ def export_openvino(
 
 
 @contextlib.contextmanager
-def _atomic_pair(xml_path: Path) -> Iterator[Path]:
+def atomic_ir(xml_path: Path) -> Iterator[Path]:
     """Yield a hidden temporary ``.xml`` path; on success move its ``.bin``, then itself, into place."""
     with atomic_path(xml_path) as temp_xml:
         temp_bin = bin_path_of(temp_xml)

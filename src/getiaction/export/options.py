@@ -44,6 +44,16 @@ class Precision(StrEnum):
 
     FP32 = "fp32"
     FP16 = "fp16"
+    INT8 = "int8"
+    """Post-training INT8 (OpenVINO + NNCF, calibrated); what is not quantized stays float32."""
+
+
+INT8_ONNX_REFUSAL = (
+    "precision=int8 is not offered for ONNX: onnxruntime's INT8 (static QDQ or dynamic) ran no faster than fp32 "
+    "and was less accurate on the shipped policies (benchmarks/RESULTS.md, Edge formats); quantize for OpenVINO "
+    "instead (format=openvino format.precision=int8, or getiaction.export.int8.quantize_openvino)"
+)
+"""Why an INT8 ONNX graph is refused (measured, see benchmarks/RESULTS.md)."""
 
 
 @cache

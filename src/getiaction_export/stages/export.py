@@ -72,16 +72,88 @@ def export_onnx_format(state: JobState, outcome: FormatOutcome) -> str:
 
 
 def export_openvino_format(state: JobState, outcome: FormatOutcome) -> str:
-    """The OpenVINO IR, converted from the source graph (fp16: float16 weights). Returns the ✓ line."""
+    """The OpenVINO IR, converted from the source graph (fp16: float16 weights; int8: then quantized).
+
+    Returns the ✓ line."""
     from getiaction.export.openvino import convert_onnx_to_openvino
 
     exported = source_onnx(state, outcome.schema)
-    converted = convert_onnx_to_openvino(exported.path, outcome.staged[0],
+    int8 = outcome.precision == "int8"
+    target = state.scratch("f32_ir") if int8 else outcome.staged[0]
+    converted = convert_onnx_to_openvino(exported.path, target,
                                          compress_to_fp16=outcome.precision == "fp16", source=exported)
     outcome.details = {"converted_from": "onnx", "compressed_to_fp16": converted.compressed_to_fp16,
                        "inputs": [vars(s) for s in converted.inputs], "outputs": [vars(s) for s in converted.outputs]}
+    source = f"the ONNX graph ({exported.exporter} exporter, opset {exported.opset})"
+    if int8:
+        return f"OpenVINO INT8 IR from {source}; {quantize(state, outcome, target)}"
     half = ", float16 weights" if converted.compressed_to_fp16 else ""
-    return f"OpenVINO IR from the ONNX graph ({exported.exporter} exporter, opset {exported.opset}{half})"
+    return f"OpenVINO IR from {source[:-1]}{half})"
+
+
+def quantize(state: JobState, outcome: FormatOutcome, f32_ir: Any) -> str:
+    """NNCF post-training INT8 of ``f32_ir`` into the staged IR, on ``format.calibration``; returns its summary."""
+    from getiaction.export.int8 import quantize_openvino
+    from getiaction_export.stages.calibrate import calibration_rows
+
+    assert state.sample is not None and state.graph is not None
+    calibration = outcome.schema.calibration
+    rows, record = calibration_rows(calibration, state.sample, state.graph.input_names)
+    result = quantize_openvino(f32_ir, outcome.staged[0], rows, model_type=calibration.model_type)
+    record.update(model_type=result.model_type, model_type_reason=result.model_type_reason,
+                  seconds=result.seconds, quantized_ops=result.quantized_ops)
+    outcome.details["int8"] = record
+    fewer = (f" (the file has {record['samples']} of the {record['requested']} asked for)"
+             if record["samples"] < record["requested"] else "")
+    return (f"NNCF ({result.model_type}) on {record['samples']} {record['source']} inputs{fewer} in "
+            f"{result.seconds:.1f} s, {result.quantized_ops} quantizers")
+
+
+def export_executorch_format(state: JobState, outcome: FormatOutcome) -> str:
+    """The ExecuTorch program (``.pte``, XNNPACK), lowered with torch.export; its batch range read back.
+
+    Returns the ✓ line. With no ONNX format in the job, the program's interface is the job's graph."""
+    from getiaction.export.executorch import export_executorch
+
+    built, sample, fmt = state.built, state.sample, outcome.schema
+    assert built is not None and sample is not None
+    options: dict[str, Any] = {"dynamic_batch": fmt.dynamic_batch, "max_batch": fmt.max_batch,
+                               "metadata": model_metadata(state)}
+    if fmt.output_names is not None:
+        options["output_names"] = list(fmt.output_names)
+    try:
+        if isinstance(built.module, Export):
+            result = built.module.to_executorch(outcome.staged[0], input_sample=sample, **options)
+        else:
+            result = export_executorch(built.module, outcome.staged[0], sample, call_style=built.call_style, **options)
+    except ExportError as error:  # the library names its argument; name the config key
+        raise ExportError(str(error).replace("max_batch=", "format.max_batch=")) from error
+    delegation = result.delegation
+    outcome.details = {"batch_range": list(result.batch_range) if result.batch_range else None,
+                       "traced_batch": result.traced_batch, "export_seconds": result.export_seconds,
+                       "inputs": result.input_names, "outputs": result.output_names,
+                       "delegation": {"backend": delegation.backend, "subgraphs": delegation.subgraphs,
+                                      "delegated_nodes": delegation.delegated_nodes,
+                                      "other_nodes": delegation.other_nodes,
+                                      "not_delegated": delegation.not_delegated}}
+    if state.graph is None:
+        state.graph = program_graph(result.input_names, result.output_names, sample, fmt.dynamic_batch)
+    batches = f"batch {result.batch_range[0]}..{result.batch_range[1]}" if result.batch_range else "static batch"
+    return (f"ExecuTorch program via torch.export, {batches} (traced at {result.traced_batch}); "
+            f"XNNPACK runs {delegation.delegated_nodes} of {delegation.total_nodes} operators "
+            f"in {delegation.subgraphs} subgraph(s)")
+
+
+def program_graph(inputs: list[str], outputs: list[str], sample: dict[str, Any], dynamic: bool) -> Graph:
+    """The interface of a program exported from ``sample`` (batch axis named ``batch`` when dynamic)."""
+    def spec(name: str, tensor: Any) -> dict[str, Any]:
+        shape = ["batch" if dynamic else tensor.shape[0], *tensor.shape[1:]]
+        return {"name": name, "shape": [d if isinstance(d, str) else int(d) for d in shape],
+                "dtype": str(tensor.dtype).removeprefix("torch.")}
+
+    axes = {name: {"0": "batch"} for name in [*inputs, *outputs]} if dynamic else {}
+    return Graph([spec(name, sample[name]) for name in inputs],
+                 [{"name": name, "shape": ["batch" if dynamic else "?"], "dtype": "float32"} for name in outputs], axes)
 
 
 def export_torch_format(state: JobState, outcome: FormatOutcome) -> str:

@@ -59,7 +59,7 @@ def _default_load(backend: str, record: Mapping[str, Any]) -> str:
         return text + " (not checked: no runtime check)"
     tolerance = record["tolerance"]
     bound = (f"{record['precision']} tolerance {tolerance['relative']:.0%}" if "relative" in tolerance
-             else f"atol {tolerance['atol']:.0e}")
+             else f"atol {tolerance['atol']:.0e}" if tolerance.get("atol") is not None else "the format's bound")
     if "relative" in tolerance:
         return f"{text}, {record['relative']:.2%} of the largest |action| off PyTorch ({bound})"
     return f"{text}, {record['max_abs_diff']:.1e} off PyTorch ({bound})"

@@ -76,8 +76,9 @@ def render_result(state: JobState) -> dict[str, Any]:
     if state.graph is not None:
         result["onnx"] = {"inputs": state.graph.inputs, "outputs": state.graph.outputs,
                           "dynamic_axes": state.graph.dynamic_axes, "nodes": state.graph.nodes}
-    if "openvino" in state.formats and state.formats["openvino"].details:
-        result["openvino"] = state.formats["openvino"].details
+    for name in ("openvino", "openvino_int8", "executorch"):
+        if name in state.formats and state.formats[name].details:
+            result[name] = state.formats[name].details
     if any(o.parity for o in reached):
         tag = len(state.formats) > 1
         result["parity_cases"] = [{**case, **({"format": o.name} if tag else {})}
@@ -108,6 +109,10 @@ def _format_record(outcome: FormatOutcome) -> dict[str, Any]:
         record["latency"] = outcome.latency
     if outcome.files:
         record["files"] = dict(outcome.files)
+        record["size"] = outcome.size
+    for key in ("int8", "batch_range"):  # how an INT8 IR was calibrated; what batch a program accepts
+        if key in outcome.details:
+            record[key] = outcome.details[key]
     if outcome.failure is not None:
         record.update(error=outcome.failure.message, error_kind=outcome.failure.kind, stage=outcome.stage)
     return record

@@ -80,7 +80,7 @@ def _check(replica: Path, state: JobState, outcome: FormatOutcome, default: str)
     verification = outcome.verification
     assert verification is not None and state.graph is not None
     return check_package(replica, outcome.name, default, outcome.final[0].name, verification.reference,
-                         verification.cases, state.graph.output_names, verification.pairs(), state.graph.inputs,
+                         verification.cases, state.graph.output_names, verification.bounds(), state.graph.inputs,
                          seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32")
 
 

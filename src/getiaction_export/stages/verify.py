@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -19,6 +20,7 @@ from getiaction_export.config import tolerances
 from getiaction_export.parity import ParityReport, check_parity, verification_inputs
 from getiaction_export.runtimes import Runner, TorchReference, torch_runner
 from getiaction_export.state import FormatOutcome, JobState, Verification
+from getiaction_export.tolerance import Tolerance
 
 
 def verification_for(state: JobState, outcome: FormatOutcome) -> Verification:
@@ -34,7 +36,11 @@ def verification_for(state: JobState, outcome: FormatOutcome) -> Verification:
         pytorch = state.built.reference or state.built.module
         state.reference = TorchReference(pytorch, state.built.call_style, graph.input_names)
     dynamic = bool(graph.dynamic_axes) and fmt.dynamic_batch
-    cases = verification_inputs(sample, fmt.verify_batch_sizes, dynamic, fmt.num_random_inputs, fmt.seed)
+    batch_sizes = list(fmt.verify_batch_sizes)
+    accepted = outcome.details.get("batch_range")
+    if accepted:  # a program's range is bounded: its largest batch too, none beyond it
+        batch_sizes = [b for b in batch_sizes if b <= accepted[1]] + [accepted[1]]
+    cases = verification_inputs(sample, batch_sizes, dynamic, fmt.num_random_inputs, fmt.seed)
     chosen = {name: tolerances(fmt, name) for name in graph.output_names}
     outcome.verification = Verification(cases, state.reference, chosen, dynamic)
     return outcome.verification
@@ -45,10 +51,10 @@ def gate(outcome: FormatOutcome, candidate: Runner, output_names: list[str], ech
     """Run ``candidate`` on the format's verification; record the figures; raise when it fails."""
     verification = outcome.verification
     assert verification is not None
-    pairs = verification.pairs()
-    atol, rtol = pairs[output_names[0]] if output_names else (0.0, 0.0)
+    bounds = verification.bounds()
+    atol, rtol = bounds[output_names[0]][:2] if output_names else (0.0, 0.0)
     report = check_parity(verification.reference, candidate, output_names, verification.cases, atol, rtol,
-                          per_output=pairs)
+                          per_output=bounds)
     record(outcome, report, echo, label_outputs)
     return report
 
@@ -61,8 +67,7 @@ def record(outcome: FormatOutcome, report: ParityReport, echo: Callable[[str], N
         if echo is not None:
             mark = "✓" if figures["passed"] else "✗"
             label = f"{outcome.name} {name}" if label_outputs else name
-            echo(f"[verify] {mark} {label}: max abs diff {figures['max_abs_diff']:.2e} "
-                 f"(atol {figures['atol']:g}), max rel {figures['max_rel_diff']:.2e}")
+            echo(f"[verify] {mark} {label}: {figures_line(figures)}")
     overflowed = [name for name, o in report.outputs.items() if o["nonfinite_actual"] and not o["nonfinite_expected"]]
     if overflowed and outcome.precision == "fp16":
         raise ExportError(
@@ -71,6 +76,16 @@ def record(outcome: FormatOutcome, report: ParityReport, echo: Callable[[str], N
         )
     if not report.passed:
         raise VerificationError(f"parity failed ({outcome.runtime} vs PyTorch): " + "; ".join(report.failures()))
+
+
+def figures_line(figures: dict[str, Any]) -> str:
+    """``max abs diff 1.2e-06 (atol 1e-05), max rel 3.4e-05``, or for a scale bound the share and cosine."""
+    if figures.get("atol") is not None:
+        return (f"max abs diff {figures['max_abs_diff']:.2e} (atol {figures['atol']:g}), "
+                f"max rel {figures['max_rel_diff']:.2e}")
+    bound = Tolerance(None, None, figures.get("max_share"), figures.get("min_cosine"))
+    return (f"max abs diff {figures['max_abs_diff']:.2e} = {figures['share']:.2%} of the largest |output| "
+            f"({figures['max_abs_expected']:.3g}), cosine {figures['cosine']:.6f} (bound: {bound.describe()})")
 
 
 def verify_checkpoint(state: JobState, outcome: FormatOutcome, echo: Callable[[str], None]) -> int:

@@ -92,18 +92,43 @@ def timestep_embedding(timesteps: list[int], dim: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32))
 
 
+class ChunkConv(nn.Conv1d):
+    """A 1-D convolution over the chunk axis, run as a 2-D one with a (1, k) kernel on (B, C, 1, chunk).
+
+    Its parameters are an ``nn.Conv1d``'s (same state_dict keys and shapes, so checkpoints load)
+    and its outputs are bit-identical: PyTorch runs a 1-D convolution as this 2-D one. Why not
+    ``nn.Conv1d``'s own forward: the denoiser reuses each convolution in every unrolled step, and
+    ExecuTorch's XNNPACK lowering (``Conv1dUnsqueezePass``, executorch 1.5.1) rewrites a shared
+    1-D weight to 4-D for its first use, then fails on the second.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C_in, 1, chunk) -> (B, C_out, 1, chunk)."""
+        padding = self.padding if isinstance(self.padding, str) else (0, self.padding[0])
+        return nn.functional.conv2d(
+            x, self.weight.unsqueeze(2), self.bias, (1, self.stride[0]), padding, (1, self.dilation[0]), self.groups
+        )
+
+
 class ResidualBlock(nn.Module):
     """Two 1-D convolutions over the chunk axis with FiLM conditioning (scale, shift) between them."""
 
     def __init__(self, dim: int, kernel_size: int) -> None:
         super().__init__()
-        self.first = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2)
-        self.second = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2)
+        self.dim = dim
+        self.first = ChunkConv(dim, dim, kernel_size, padding=kernel_size // 2)
+        self.second = ChunkConv(dim, dim, kernel_size, padding=kernel_size // 2)
         self.film = nn.Linear(dim, 2 * dim)
         self.activation = nn.GELU()
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.film(condition).unsqueeze(-1).chunk(2, dim=1)  # each (B, dim, 1)
+        """``x`` (B, dim, 1, chunk), ``condition`` (B, dim)."""
+        # Scale and shift from the two halves of the FiLM weights, not .chunk() of its output: a
+        # chunked batch is fixed to its traced size by ExecuTorch's edge conversion, and slices of
+        # weights are constants a lowering folds, where slices of activations stay outside XNNPACK.
+        weight, bias = self.film.weight, self.film.bias
+        scale = nn.functional.linear(condition, weight[: self.dim], bias[: self.dim])[:, :, None, None]
+        shift = nn.functional.linear(condition, weight[self.dim :], bias[self.dim :])[:, :, None, None]
         hidden = self.first(self.activation(x)) * (1 + scale) + shift
         return x + self.second(self.activation(hidden))
 
@@ -135,9 +160,9 @@ class DiffusionModel(nn.Module):
         )
         self.step_encoder = nn.Sequential(nn.Linear(self.step_embeddings.shape[1], dim), nn.GELU(), nn.Linear(dim, dim))
         padding = config.kernel_size // 2
-        self.input_projection = nn.Conv1d(config.action_dim, dim, config.kernel_size, padding=padding)
+        self.input_projection = ChunkConv(config.action_dim, dim, config.kernel_size, padding=padding)
         self.blocks = nn.ModuleList(ResidualBlock(dim, config.kernel_size) for _ in range(config.n_layers))
-        self.output_projection = nn.Conv1d(dim, config.action_dim, config.kernel_size, padding=padding)
+        self.output_projection = ChunkConv(dim, config.action_dim, config.kernel_size, padding=padding)
         if not config.noise_input:
             # Saved with the weights: the checkpoint then reproduces outputs even if torch's RNG changes.
             generator = torch.Generator().manual_seed(config.seed)
@@ -162,10 +187,13 @@ class DiffusionModel(nn.Module):
 
     def denoise(self, sample: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Predict the noise in ``sample`` (B, chunk, A) given ``condition`` (B, hidden)."""
-        hidden = self.input_projection(sample.transpose(1, 2))
+        # (B, chunk, A) -> (B, A, 1, chunk) once: the convolutions run in 2-D (see ChunkConv).
+        # contiguous(): the transposed layout would look channels-last in 4-D, and oneDNN would
+        # then sum in another order than Conv1d (1e-6 apart after 10 steps).
+        hidden = self.input_projection(sample.transpose(1, 2).contiguous().unsqueeze(2))
         for block in self.blocks:
             hidden = block(hidden, condition)
-        return self.output_projection(hidden).transpose(1, 2)
+        return self.output_projection(hidden).squeeze(2).transpose(1, 2)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         state = self.normalize_state(batch["state"])

@@ -1,0 +1,116 @@
+"""format.precision=int8 (OpenVINO + NNCF) through the real command line: the calibrated IR, its scale gate,
+calibration from a file, the physicalai package that loads it, and what is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from getiaction.errors import ExitCode
+from getiaction_export.config import OpenVINOFormatSchema, ToleranceSchema, tolerances
+from tests.getiaction_export.conftest import read_json
+from tests.getiaction_export.test_formats import repo_on_path
+
+INT8 = ("format=openvino", "format.precision=int8", "format.latency=false", "format.opset_version=17")
+OUTLIER = "policy._target_=tests.getiaction_export.int8_modules.make_outlier"
+
+
+def test_act_int8_ir_is_calibrated_verified_and_packaged(cli, tmp_path: Path) -> None:
+    run = cli("policy=act", *INT8, "format.calibration.samples=40", "output_dir=job")
+    assert run.returncode == 0, run.output
+    job = tmp_path / "job"
+    result = read_json(job / "result.json")
+    record = result["formats"]["openvino"]
+    assert record["precision"] == "int8" and record["status"] == "ok"
+    calibration = record["int8"]
+    assert calibration["source"] == "random" and calibration["samples"] == 40 and calibration["seed"] == 0
+    assert calibration["model_type"] == "transformer" and calibration["quantized_ops"] > 10
+    assert calibration["seconds"] > 0
+    action = record["parity"]["action"]
+    # measured 0.9% of the largest |action|, cosine 0.99998; bound 10% / 0.999
+    assert action["passed"] and action["share"] < 0.03 and action["cosine"] > 0.9999
+    assert action["atol"] is None and action["max_share"] == 0.1 and action["min_cosine"] == 0.999
+    assert action["max_abs_diff"] > 1e-4  # it really is quantized: float32 would be ~1e-6
+    model = ov.Core().read_model(str(job / "act.xml"))
+    assert model.get_rt_info(["getiaction", "getiaction.precision"]).astype(str) == "int8"
+    assert sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) == calibration["quantized_ops"]
+    manifest = read_json(job / "manifest.json")
+    backend = manifest["getiaction"]["backends"]["openvino"]
+    assert backend["precision"] == "int8" and backend["runtime_check"]["passed"] is True
+    assert result["runtime_check"]["status"] == "ok"
+    assert "NNCF (transformer) on 40 random inputs" in run.output
+    assert sorted(p.name for p in job.iterdir() if p.name.startswith(".act")) == []  # no scratch IR left
+
+
+def test_int8_gate_rejects_a_model_that_quantizes_badly_and_keeps_no_file(cli, tmp_path: Path) -> None:
+    # one hidden channel 1e4x the others sets the INT8 scale; the channels carrying the output round away
+    run = cli("policy=module", OUTLIER, *INT8, "format.calibration.samples=30", "output_dir=bad", env=repo_on_path())
+    assert run.returncode == ExitCode.PARITY, run.output
+    result = read_json(tmp_path / "bad" / "result.json")
+    action = result["formats"]["openvino"]["parity"]["action"]
+    assert not action["passed"] and action["share"] > 0.2 and action["cosine"] < 0.999
+    assert "of the largest |action| > 10.00%" in result["error"]
+    assert not list((tmp_path / "bad").glob("*.xml")) and not list((tmp_path / "bad").glob("*.bin"))
+    # an output's own bound overrides the precision's default, field by field: the same model, let through
+    loose = ("+format.output_tolerances.action.max_share=2.0", "+format.output_tolerances.action.min_cosine=0")
+    run = cli("policy=module", OUTLIER, *INT8, "format.calibration.samples=30", *loose, "output_dir=loose",
+              env=repo_on_path())
+    assert run.returncode == 0, run.output
+    loose_result = read_json(tmp_path / "loose" / "result.json")["formats"]["openvino"]
+    assert loose_result["tolerances"]["action"] == {"atol": None, "rtol": None, "max_share": 2.0, "min_cosine": 0.0,
+                                                    "source": "format.output_tolerances.action"}
+    assert loose_result["parity"]["action"]["share"] > 0.2 and (tmp_path / "loose" / "make_outlier.xml").is_file()
+
+
+def test_int8_calibrates_on_recorded_rows_from_a_file(cli, tmp_path: Path) -> None:
+    rows = np.random.default_rng(3).uniform(-1, 1, (12, 64)).astype(np.float64)  # float64 on disk: cast
+    np.savez(tmp_path / "observations.npz", state=rows)
+    run = cli("policy=module", OUTLIER, *INT8, "format.calibration.source=file",
+              "format.calibration.path=observations.npz",
+              "+format.output_tolerances.action.max_share=1.0", "+format.output_tolerances.action.min_cosine=0",
+              "output_dir=job", env=repo_on_path())
+    assert run.returncode == 0, run.output
+    calibration = read_json(tmp_path / "job" / "result.json")["formats"]["openvino"]["int8"]
+    assert calibration["source"] == "file" and calibration["samples"] == 12 and calibration["requested"] == 100
+    assert calibration["path"] == "observations.npz" and len(calibration["sha256"]) == 64
+    assert "on 12 file inputs (the file has 12 of the 100 asked for)" in run.output
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("format=onnx", "format.precision=int8"), "format.precision=int8 is not offered for ONNX"),
+    (("format=all", "format.precision=int8"), "add openvino_int8 to format.formats"),
+    (("format=openvino", "format.precision=int8", "format.calibration.source=file"),
+     "format.calibration.path: missing value for calibration.source=file"),
+    (("format=openvino", "format.precision=int8", "format.calibration.samples=0"),
+     "format.calibration.samples=0: must be positive"),
+    (("format=openvino", "format.precision=int8", "format.calibration.path=x.npz"),
+     "format.calibration.path: read only by format.calibration.source=file"),
+])
+def test_int8_config_errors_are_one_line_before_anything_runs(cli, tmp_path: Path, overrides, message) -> None:
+    run = cli(*overrides, "output_dir=job")
+    assert run.returncode == ExitCode.CONFIG, run.output
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "job").exists() or not list((tmp_path / "job").glob("dummy*"))
+
+
+def test_a_calibration_file_without_an_input_names_the_key_and_what_it_has(cli, tmp_path: Path) -> None:
+    np.savez(tmp_path / "obs.npz", observation=np.zeros((4, 7), np.float32))
+    run = cli("format=openvino", "format.precision=int8", "format.latency=false", "format.calibration.source=file",
+              "format.calibration.path=obs.npz", "output_dir=job")
+    assert run.returncode == ExitCode.CONFIG, run.output
+    assert "format.calibration.path: obs.npz has no array 'state'" in run.output
+    assert "the file has ['observation']" in run.output
+    assert not list((tmp_path / "job").glob("dummy*"))
+
+
+def test_reduced_precision_bounds_layer_field_by_field() -> None:
+    assert tolerances(OpenVINOFormatSchema(precision="int8"), "action") == {
+        "atol": None, "rtol": None, "max_share": 0.1, "min_cosine": 0.999, "source": "int8 default"}
+    # an atol given for int8 is checked as well as the scale bound
+    chosen = tolerances(OpenVINOFormatSchema(precision="int8", atol=0.05), "action")
+    assert (chosen["atol"], chosen["rtol"], chosen["max_share"]) == (0.05, 0.0, 0.1)
+    chosen = tolerances(OpenVINOFormatSchema(output_tolerances={"action": ToleranceSchema(min_cosine=0.99)}), "action")
+    assert (chosen["atol"], chosen["min_cosine"], chosen["source"]) == (1e-5, 0.99, "format.output_tolerances.action")
