@@ -23,6 +23,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def artifact_path(path: str | os.PathLike[str], suffix: str) -> Path:
+    """``path`` as a ``Path`` that must end in ``suffix`` (a one-line ConfigError otherwise), its folder made."""
+    from getiaction.errors import ConfigError
+
+    path = Path(path)
+    if path.suffix != suffix:
+        raise ConfigError(f"path: {str(path)!r} must end in {suffix}")
+    prepare_parent(path)
+    return path
+
+
 def prepare_parent(path: Path) -> None:
     """Create ``path``'s folder, with an error that names the path when that is impossible."""
     from getiaction.errors import ExportError

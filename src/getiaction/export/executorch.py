@@ -58,7 +58,7 @@ import torch
 from torch import nn
 
 from getiaction.errors import ConfigError, ExportError, first_line
-from getiaction.export.atomic import atomic_path, prepare_parent
+from getiaction.export.atomic import artifact_path, atomic_path
 from getiaction.export.executorch_program import (
     BACKEND,
     CHATTY_LOGGERS,
@@ -162,7 +162,7 @@ def export_executorch(
     """
     sample = check_sample(input_sample)
     style = enum_value(CallStyle, call_style, "call_style")
-    path = _pte_path(path)
+    path = artifact_path(path, ".pte")
     traced = _trace_batch(sample, dynamic_batch, max_batch, trace_batch)
     _import_quietly()
     was_training = module.training
@@ -380,12 +380,6 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def _pte_path(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if path.suffix != ".pte":
-        raise ConfigError(f"path: {str(path)!r} must end in .pte")
-    prepare_parent(path)
-    return path
 
 
 def _chain(error: BaseException) -> list[BaseException]:

@@ -41,8 +41,8 @@ import onnx
 import torch
 from torch import nn
 
-from getiaction.errors import ConfigError, ExportError, OpsetError, first_line
-from getiaction.export.atomic import atomic_write_bytes, prepare_parent
+from getiaction.errors import ExportError, OpsetError, first_line
+from getiaction.export.atomic import artifact_path, atomic_write_bytes
 from getiaction.export.onnx_args import (
     BATCH_AXIS_NAME,
     DynamicAxes,
@@ -177,7 +177,7 @@ def export_onnx(
     chosen = choose_exporter(exporter, opset)
     style = enum_value(CallStyle, call_style, "call_style")
     check_torch_kwargs(torch_kwargs)
-    path = _onnx_path(path)
+    path = artifact_path(path, ".onnx")
 
     with _eval_mode(model):
         job, probe = _plan(
@@ -209,12 +209,6 @@ def _run(job: ExportJob, asked: Exporter, chosen: Exporter, opset: int) -> tuple
         raise ExportError(f"{reason}; the TorchScript fallback failed too: {second.one_line()}") from second
 
 
-def _onnx_path(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise ConfigError(f"path: {str(path)!r} must end in .onnx")
-    prepare_parent(path)
-    return path
 
 
 @contextlib.contextmanager
