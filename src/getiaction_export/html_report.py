@@ -5,7 +5,8 @@ no script and nothing is fetched (a Content-Security-Policy forbids it), so the 
 disk, offline, anywhere. Everything on it is read from ``result.json`` (a job) or the summary rows
 and the jobs' results (a sweep); nothing is measured again. Torch-free and Hydra-free (the
 sweep's columns are imported from :mod:`getiaction_export.summary` only when a sweep report is
-written): the job and the sweep callback both call it.
+written): the job and the sweep callback both call it. This module lays out the page; the drawings
+are :mod:`getiaction_export.html_figures`.
 
 A job's page (:func:`write_job_report`), each part in an element with a stable id:
 
@@ -41,27 +42,31 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.files import human_size
+from getiaction_export.html_figures import (
+    COLORS,
+    EAGER,
+    cases_of,
+    job_parity_figure,
+    latency_figure,
+    number,
+    rollout_figure,
+    sweep_latency_figure,
+    sweep_parity_figure,
+)
 from getiaction_export.stages.report import RESULT_FILE
 from getiaction_export.tolerance import Tolerance
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 REPORT_FILE = "report.html"
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-"""Series colours (matplotlib's tab10 without red and grey: red marks a failure, grey PyTorch eager)."""
-FAILED, EAGER = "#d62728", "#7f7f7f"
-
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
   padding:0 16px;color:#222}
@@ -124,9 +129,9 @@ def job_report_html(result: dict[str, Any]) -> str:
     policy = (result.get("policy") or {}).get("name") or "policy"
     status = str(result.get("status") or "failed")
     parts = [_job_header(result, policy, status), "<h2>Formats</h2>", _formats_table(result)]
-    cases = _cases(result)
+    cases = cases_of(result)
     parts.append("<h2>Parity: every verification case against PyTorch</h2>")
-    parts.append(_figure("fig-parity", _job_parity_figure(result, cases),
+    parts.append(_figure("fig-parity", job_parity_figure(result, cases),
                          f"{len(cases)} cases (inputs × batch sizes). Max abs diff on a log axis, one point per "
                          "case; red: the case failed its bound. The dashed line is atol (the elementwise bound is "
                          "atol + rtol·|PyTorch output|, so a point above it may still pass) or, for a bound by "
@@ -134,7 +139,7 @@ def job_report_html(result: dict[str, Any]) -> str:
                          if cases else "no verification case was recorded (the job stopped before verify)"))
     parts.append("<h2>Latency (batch 1)</h2>")
     bars = _latency_bars(result)
-    parts.append(_figure("fig-latency", _latency_figure(bars) if bars else None,
+    parts.append(_figure("fig-latency", latency_figure(bars) if bars else None,
                          _latency_caption(result) if bars else "no latency was measured (format.latency=false, or "
                                                                 "the job stopped before the latency stage)"))
     if result.get("rollout"):
@@ -155,14 +160,14 @@ def sweep_report_html(rows: list[dict[str, Any]], results: dict[str, dict[str, A
              f'<p><span class="badge {status}">{ok}/{len(jobs)} jobs ok</span></p></header>',
              "<h2>Summary</h2>", _summary_table(rows, links or {})]
     parts.append("<h2>Parity: every verification case, per job and format</h2>")
-    parity = _sweep_parity_figure(rows, results, labels)
+    parity = sweep_parity_figure(rows, results, labels)
     parts.append(_figure("fig-parity", parity,
                          "Max abs diff of each case (inputs × batch sizes) on a log axis, coloured by precision; "
                          "| marks the bound each job and format is held to (atol, or a share of the largest "
                          "|output|); red: the case failed its bound."
                          if parity else "no job recorded a verification case"))
     parts.append("<h2>Latency (batch 1)</h2>")
-    latency = _sweep_latency_figure(rows, results, labels)
+    latency = sweep_latency_figure(rows, results, labels)
     parts.append(_figure("fig-latency", latency,
                          "Median batch-1 latency of each job's runtime (bar) and of PyTorch eager measured in the "
                          "same job (|); the speed-up is eager / runtime." if latency else "no job measured latency"))
@@ -201,44 +206,16 @@ def rollout_section(rollout: dict[str, Any]) -> str:
     for name, record in (rollout.get("formats") or {}).items():
         episodes = list((record or {}).get("episodes") or [])
         parts.append(f"<h3>{_e(name)}</h3>")
-        parts.append(_figure(f"fig-rollout-{_slug(name)}", _rollout_figure(episodes, plane) if episodes else None,
+        parts.append(_figure(f"fig-rollout-{_slug(name)}", rollout_figure(episodes, plane) if episodes else None,
                              _rollout_caption(name, episodes)))
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _rollout_figure(episodes: list[dict[str, Any]], plane: list[str]) -> Figure:
-    figure = _new_figure(10.0, 4.0)
-    path_axes, gap_axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
-    for index, episode in enumerate(episodes):
-        color = COLORS[index % len(COLORS)]
-        label = f"seed {episode['seed']}" if "seed" in episode else f"episode {index}"
-        for key, style in (("torch_xy", "-"), ("artifact_xy", "--")):
-            points = [p for p in episode.get(key) or [] if len(p) >= 2]
-            if points:
-                xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
-                path_axes.plot(xs, ys, style, color=color, lw=1.4, label=label if key == "torch_xy" else None)
-                path_axes.plot(xs[:1], ys[:1], "o", mfc="none", color=color, ms=6)
-                path_axes.plot(xs[-1:], ys[-1:], "x", color=color, ms=6)
-        gaps = [_number(g) for g in episode.get("action_gap") or []]
-        steps = [i for i, g in enumerate(gaps) if g is not None and g > 0]
-        if steps:
-            gap_axes.plot(steps, [gaps[i] for i in steps], color=color, lw=1.2, label=label)
-    path_axes.plot([], [], "-", color="#444", label="PyTorch")
-    path_axes.plot([], [], "--", color="#444", label="artifact")
-    path_axes.set(xlabel=plane[0], ylabel=plane[1] if len(plane) > 1 else "", title="trajectories")
-    path_axes.set_aspect("equal", adjustable="datalim")
-    path_axes.legend(fontsize=7, loc="best")
-    gap_axes.set(xlabel="step", ylabel="max |action gap|", title="action gap per step")
-    if gap_axes.lines:
-        gap_axes.set_yscale("log")
-    return figure
-
-
 def _rollout_caption(name: str, episodes: list[dict[str, Any]]) -> str:
     if not episodes:
         return f"no episode recorded for {name}"
-    gaps = [g for e in episodes for g in map(_number, e.get("action_gap") or []) if g is not None]
+    gaps = [g for e in episodes for g in map(number, e.get("action_gap") or []) if g is not None]
     text = f"{len(episodes)} episode(s) of PyTorch and of the {name} artifact from the same initial states"
     if gaps:
         text += f"; largest action gap {max(gaps):.2e}"
@@ -255,7 +232,7 @@ def _rollout_caption(name: str, episodes: list[dict[str, Any]]) -> str:
 def _job_header(result: dict[str, Any], policy: str, status: str) -> str:
     info = result.get("policy") or {}
     opset = result.get("opset") or {}
-    total = _number((result.get("timings") or {}).get("total"))
+    total = number((result.get("timings") or {}).get("total"))
     meta = {
         "policy": " · ".join(str(v) for v in (policy, info.get("class_path"), info.get("source")) if v),
         "parameters": f"{info['parameters']:,}" if isinstance(info.get("parameters"), int) else None,
@@ -321,62 +298,10 @@ def _formats_table(result: dict[str, Any]) -> str:
 
 
 def _bound_text(figures: dict[str, Any]) -> str:
-    tolerance = Tolerance(*(_number(figures.get(k)) for k in ("atol", "rtol", "max_share", "min_cosine")))
+    tolerance = Tolerance(*(number(figures.get(k)) for k in ("atol", "rtol", "max_share", "min_cosine")))
     if tolerance.atol == 0 and not tolerance.rtol and tolerance.max_share is None:
         return "exact (atol 0)"
     return tolerance.describe()
-
-
-def _cases(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """``parity_cases`` with each case's format (a one-format job's cases carry none)."""
-    default = str(result.get("format") or "")
-    return [{**case, "format": str(case.get("format") or default)} for case in result.get("parity_cases") or []]
-
-
-def _bound(result: dict[str, Any], format_name: str, output: str) -> tuple[float, str] | None:
-    """The largest max abs diff a format's output may reach, and how it is named; ``None`` when unbounded by it."""
-    record = (result.get("formats") or {}).get(format_name) or {}
-    figures = {**((record.get("parity") or {}).get(output) or {}), **((record.get("tolerances") or {}).get(output)
-                                                                        or {})}
-    atol, share, scale = (_number(figures.get(k)) for k in ("atol", "max_share", "max_abs_expected"))
-    if atol is not None and atol > 0:
-        return atol, "atol"
-    if share is not None and scale:
-        return share * scale, f"{share:.0%} of max |output|"
-    return None
-
-
-def _job_parity_figure(result: dict[str, Any], cases: list[dict[str, Any]]) -> Figure | None:
-    if not cases:
-        return None
-    order = list(result.get("formats") or {})
-    formats = [*order, *sorted({c["format"] for c in cases} - set(order))]
-    outputs = list(dict.fromkeys(str(c.get("output")) for c in cases))
-    groups = [(f, b) for f in formats for b in sorted({_int(c.get("batch")) for c in cases if c["format"] == f})]
-    figure = _new_figure(max(5.0, 0.7 * len(groups) + 2.0), 2.9 * len(outputs) + 0.4)
-    axes_list = figure.subplots(len(outputs), 1, squeeze=False)[:, 0]
-    kinds: set[str] = set()
-    for axes, output in zip(axes_list, outputs, strict=True):
-        mine = [c for c in cases if str(c.get("output")) == output]
-        bounds = {f: _bound(result, f, output) for f in formats}
-        points = [(groups.index((c["format"], _int(c.get("batch")))), _number(c.get("max_abs_diff")),
-                   c.get("passed") is not False, formats.index(c["format"])) for c in mine]
-        floor, ceiling = _log_limits([p[1] for p in points] + [b[0] for b in bounds.values() if b])
-        kinds |= _strips(axes, points, floor, ceiling, vertical=True)
-        kinds |= {"bound"} if any(bounds.values()) else set()
-        for f, bound in bounds.items():
-            span = [i for i, g in enumerate(groups) if g[0] == f]
-            if bound and span:
-                axes.hlines(bound[0], span[0] - 0.4, span[-1] + 0.4, colors="#333", linestyles="--", lw=1.1)
-                axes.annotate(bound[1], (span[-1] + 0.4, bound[0]), fontsize=7, ha="right", va="bottom",
-                              color="#333")
-        axes.set_xticks(range(len(groups)), [f"{f}\nb={b}" for f, b in groups], fontsize=8)
-        for tick, (f, _) in zip(axes.get_xticklabels(), groups, strict=True):
-            tick.set_color(COLORS[formats.index(f) % len(COLORS)])
-        axes.set_xlim(-0.6, len(groups) - 0.4)
-        axes.set_ylabel(f"{output}: max abs diff")
-    _legend(axes_list[0], kinds)
-    return figure
 
 
 def _latency_bars(result: dict[str, Any]) -> list[tuple[str, float, str, float | None]]:
@@ -385,12 +310,12 @@ def _latency_bars(result: dict[str, Any]) -> list[tuple[str, float, str, float |
     eager: float | None = None
     for index, (name, record) in enumerate((result.get("formats") or {}).items()):
         latency = record.get("latency") or {}
-        runtime_ms = _number(latency.get("runtime_ms"))
+        runtime_ms = number(latency.get("runtime_ms"))
         if runtime_ms is None:
             continue
-        eager = eager if eager is not None else _number(latency.get("torch_ms"))
+        eager = eager if eager is not None else number(latency.get("torch_ms"))
         runtime = record.get("runtime") or latency.get("runtime") or name
-        bars.append((f"{name} ({runtime})", runtime_ms, COLORS[index % len(COLORS)], _number(latency.get("speedup"))))
+        bars.append((f"{name} ({runtime})", runtime_ms, COLORS[index % len(COLORS)], number(latency.get("speedup"))))
     return [("PyTorch eager", eager, EAGER, None), *bars] if bars and eager is not None else bars
 
 
@@ -401,27 +326,6 @@ def _latency_caption(result: dict[str, Any]) -> str:
     return ("Median batch-1 latency" + (f" of {runs} runs" if runs else "") + (f" on {threads} threads" if threads
                                                                                  else "")
             + "; PyTorch eager measured in the same job; the label gives the speed-up over it.")
-
-
-def _latency_figure(bars: list[tuple[str, float, str, float | None]]) -> Figure:
-    """Horizontal bars, one per :func:`_latency_bars` entry, each labelled with its ms and speed-up."""
-    figure = _new_figure(9.0, 0.34 * len(bars) + 1.0)
-    axes = figure.subplots()
-    positions = list(range(len(bars)))[::-1]
-    values = [ms for _, ms, _, _ in bars]
-    axes.barh(positions, values, color=[color for _, _, color, _ in bars], height=0.7)
-    if min(values) > 0 and max(values) / min(values) > 100:
-        axes.set_xscale("log")
-    for y, (_, ms, _, speedup) in zip(positions, bars, strict=True):
-        note = f"{ms:.3g} ms" + (f"  ({speedup:.2f}x)" if speedup is not None else "")
-        axes.annotate(note, (ms, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-    axes.set_yticks(positions, [label for label, _, _, _ in bars], fontsize=8)
-    axes.set_xlabel("ms per call (batch 1, median)")
-    axes.set_xlim(right=max(values) * (8 if axes.get_xscale() == "log" else 1.25))
-    return figure
-
-
-# -- the sweep's parts
 
 
 def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
@@ -447,160 +351,11 @@ def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _sweep_parity_figure(rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],
-                         labels: dict[str, str]) -> Figure | None:
-    entries = []
-    for row in rows:
-        result = results.get(str(row["job"]))
-        if not result:
-            continue
-        cases = [c for c in _cases(result) if c["format"] == row["format"]]
-        if cases:
-            outputs = dict.fromkeys(str(c.get("output")) for c in cases)
-            found = [_bound(result, str(row["format"]), output) for output in outputs]
-            entries.append((row, cases, [bound[0] for bound in found if bound]))
-    if not entries:
-        return None
-    precisions = list(dict.fromkeys(str(row.get("precision") or "?") for row, _, _ in entries))
-    figure = _new_figure(9.0, 0.36 * len(entries) + 1.3)
-    axes = figure.subplots()
-    points = [(len(entries) - 1 - i, _number(c.get("max_abs_diff")), c.get("passed") is not False,
-               precisions.index(str(row.get("precision") or "?")))
-              for i, (row, cases, _) in enumerate(entries) for c in cases]
-    floor, ceiling = _log_limits([p[1] for p in points] + [b for _, _, bs in entries for b in bs])
-    kinds = _strips(axes, points, floor, ceiling, vertical=False) | ({"bound"} if any(e[2] for e in entries) else set())
-    for i, (_, _, bounds) in enumerate(entries):
-        for bound in bounds:
-            axes.plot([bound], [len(entries) - 1 - i], "|", color="#333", ms=13, mew=1.6)
-    axes.set_yticks(range(len(entries))[::-1], [_row_label(row, labels) for row, _, _ in entries], fontsize=8)
-    axes.set_ylim(-0.6, len(entries) - 0.4)
-    axes.set_xlabel("max abs diff against PyTorch (per case)")
-    for index, precision in enumerate(precisions):
-        axes.plot([], [], "o", color=COLORS[index % len(COLORS)], label=precision)
-    _legend(axes, kinds, bound_marker="|")
-    return figure
-
-
-def _sweep_latency_figure(rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],
-                          labels: dict[str, str]) -> Figure | None:
-    entries = []
-    for row in rows:
-        record = ((results.get(str(row["job"])) or {}).get("formats") or {}).get(str(row["format"])) or {}
-        latency = record.get("latency") or {}
-        runtime_ms, eager_ms = _number(latency.get("runtime_ms")), _number(latency.get("torch_ms"))
-        if runtime_ms is not None:
-            entries.append((row, runtime_ms, eager_ms, _number(latency.get("speedup")), record.get("runtime")))
-    if not entries:
-        return None
-    formats = list(dict.fromkeys(str(row["format"]) for row, *_ in entries))
-    figure = _new_figure(9.0, 0.36 * len(entries) + 1.3)
-    axes = figure.subplots()
-    positions = list(range(len(entries)))[::-1]
-    for y, (row, runtime_ms, eager_ms, speedup, runtime) in zip(positions, entries, strict=True):
-        axes.barh(y, runtime_ms, height=0.65, color=COLORS[formats.index(str(row["format"])) % len(COLORS)])
-        note = f"{runtime_ms:.3g} ms" + (f" ({speedup:.2f}x)" if speedup is not None else "")
-        axes.annotate(f"{note}  {runtime or ''}", (max(runtime_ms, eager_ms or 0), y), xytext=(6, 0),
-                      textcoords="offset points", va="center", fontsize=8)
-        if eager_ms is not None:
-            axes.plot([eager_ms], [y], "|", color="#222", ms=14, mew=2)
-    values = [v for _, runtime_ms, eager_ms, _, _ in entries for v in (runtime_ms, eager_ms) if v]
-    if min(values) > 0 and max(values) / min(values) > 100:
-        axes.set_xscale("log")
-    axes.set_xlim(right=max(values) * (8 if axes.get_xscale() == "log" else 1.35))
-    axes.set_yticks(positions, [_row_label(row, labels) for row, *_ in entries], fontsize=8)
-    axes.set_xlabel("ms per call (batch 1, median)")
-    from matplotlib.patches import Patch
-
-    handles: list[Any] = [Patch(color=COLORS[i % len(COLORS)], label=name) for i, name in enumerate(formats)]
-    handles.extend(axes.plot([], [], "|", color="#222", ms=10, mew=2, ls="none", label="PyTorch eager (same job)"))
-    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    return figure
-
-
 def _short_labels(jobs: list[str]) -> dict[str, str]:
     """Each job's name without the overrides every job shares (the figure's row labels)."""
     parts = {job: job.split(",") for job in jobs}
     common = set.intersection(*(set(p) for p in parts.values())) if len(jobs) > 1 else set()
     return {job: ",".join(p for p in items if p not in common) or job for job, items in parts.items()}
-
-
-def _row_label(row: dict[str, Any], labels: dict[str, str]) -> str:
-    label = labels.get(str(row["job"]), str(row["job"]))
-    fmt = f"format={row['format']}"
-    return label if fmt in label.split(",") else f"{label} · {row['format']}"
-
-
-# -- drawing helpers
-
-
-def _strips(axes: Axes, points: list[tuple[int, float | None, bool, int]], floor: float, ceiling: float,
-            vertical: bool) -> set[str]:
-    """A strip plot on a log axis of ``(group, value, passed, colour index)``; return the kinds of point drawn.
-
-    A difference of 0 is drawn at ``floor`` (hollow ▽), a non-finite one at ``ceiling`` (red ▲), a failed case as
-    a red ✕; a group's points are spread across its slot.
-    """
-    seen: dict[int, int] = {}
-    kinds: set[str] = set()
-    for group, value, passed, color_index in points:
-        slot = seen.get(group, 0)
-        seen[group] = slot + 1
-        offset = ((slot * 0.61803) % 1 - 0.5) * 0.5  # golden-ratio spread: deterministic, rarely overlapping
-        color = COLORS[color_index % len(COLORS)] if passed else FAILED
-        if value is None or not math.isfinite(value):
-            style: dict[str, Any] = {"color": FAILED}
-            kind, where, marker = "nonfinite", ceiling, "^"
-        elif value <= 0:
-            kind, where, marker, style = "zero", floor, "v", {"mfc": "none", "color": color}
-        else:
-            kind, where, marker, style = ("ok", value, "o", {"color": color}) if passed else (
-                "failed", value, "X", {"color": FAILED})
-        kinds.add(kind)
-        xy = (group + offset, where) if vertical else (where, group + offset)
-        axes.plot(*xy, marker, ms=5.5 if passed else 7, alpha=0.85, **style)
-    if vertical:
-        axes.set_yscale("log")
-        axes.set_ylim(floor / 2, ceiling * 2)
-    else:
-        axes.set_xscale("log")
-        axes.set_xlim(floor / 2, ceiling * 2)
-    return kinds
-
-
-_KINDS: dict[str, tuple[str, dict[str, Any], str]] = {"ok": ("o", {"color": "#555"}, "within the bound"),
-          "zero": ("v", {"color": "#555", "mfc": "none"}, "0 (bit-identical)"),
-          "failed": ("X", {"color": FAILED}, "over the bound"),
-          "nonfinite": ("^", {"color": FAILED}, "inf / nan")}
-
-
-def _legend(axes: Axes, kinds: set[str], bound_marker: str = "--") -> None:
-    """The legend beside ``axes``: its labelled series, the kinds of point drawn, and the bound's mark if drawn."""
-    handles = [line for line in axes.lines if not str(line.get_label()).startswith("_")]
-    for kind, (marker, style, label) in _KINDS.items():
-        if kind in kinds:
-            handles.extend(axes.plot([], [], marker, ls="none", label=label, **style))
-    if "bound" in kinds:
-        line = {"ls": "--"} if bound_marker == "--" else {"ls": "none", "marker": bound_marker, "ms": 10}
-        mark: dict[str, Any] = line
-        handles.extend(axes.plot([], [], color="#333", label="bound", **mark))
-    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-
-
-def _log_limits(values: Iterable[float | None]) -> tuple[float, float]:
-    """Where 0 (``floor``) and inf/nan (``ceiling``) are drawn on a log axis holding ``values``."""
-    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
-    if not positive:
-        return 1e-9, 1.0
-    low, high = min(positive), max(positive)
-    return 10 ** (math.floor(math.log10(low)) - 1), 10 ** (math.ceil(math.log10(high)) + (1 if high == low else 0))
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    """A figure outside pyplot (no global state, no GUI backend): rendered only by :func:`_svg`."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    return figure
 
 
 def _svg(figure: Figure, element_id: str) -> str:
@@ -628,29 +383,14 @@ def _page(title: str, body: str) -> str:
             f"<title>{_e(title)}</title>\n<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def _number(value: Any) -> float | None:
-    """A float from result.json (which writes inf/nan as strings); ``None`` when there is none."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any) -> int:
-    number = _number(value)
-    return int(number) if number is not None and math.isfinite(number) else 0
-
-
 def _fmt(value: Any, pattern: str) -> str:
-    number = _number(value)
-    return "" if number is None else pattern.format(number)
+    parsed = number(value)
+    return "" if parsed is None else pattern.format(parsed)
 
 
 def _share(value: Any) -> str:
-    number = _number(value)
-    return "<0.01%" if number is not None and 0 < number < 5e-5 else _fmt(number, "{:.2%}")
+    parsed = number(value)
+    return "<0.01%" if parsed is not None and 0 < parsed < 5e-5 else _fmt(parsed, "{:.2%}")
 
 
 def _slug(name: str) -> str:
