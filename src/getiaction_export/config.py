@@ -33,7 +33,9 @@ from getiaction.export.options import (
     highest_opset,
 )
 
-GROUPS = ("policy", "input_sample", "format")
+GROUPS = ("policy", "input_sample", "format", "rollout")
+REQUIRED_GROUPS = GROUPS[:3]
+"""``rollout`` may be absent (a config saved before it existed): it then means ``rollout=none``."""
 INPUT_SAMPLE_KINDS = ("from_policy", "random", "file")
 FORMAT_ORDER = ("torch", "onnx", "openvino", "openvino_int8", "executorch")
 """What ``format=all`` can produce, in run order; ``openvino_int8`` is the OpenVINO IR at INT8 beside the f32 one."""
@@ -226,6 +228,36 @@ class TorchFormatSchema:
     num_random_inputs: int = field(default=2, metadata=AT_LEAST_0)
 
 
+ROLLOUT_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class RolloutSchema:
+    """``rollout``: PyTorch and each verified artifact drive their own copy of a simulated task, in closed loop.
+
+    ``rollout=none`` (the default) skips it; ``rollout=pusht`` drives gym-pusht (the ``[sim]`` extra).
+    How another gymnasium task plugs in: :mod:`getiaction_export.rollout.adapter`.
+    """
+
+    name: str = "none"
+    """``none``, or the task's name (shown in the report)."""
+    adapter: str | None = field(default=None, metadata={"example": "getiaction_export.rollout.pusht.PushT"})
+    """Import path of the task's :class:`~getiaction_export.rollout.adapter.TaskAdapter` class."""
+    episodes: int = field(default=2, metadata={"min": 1})
+    steps: int = field(default=300, metadata={"min": 1})
+    """Steps per episode (an episode that ends earlier in both runs stops there)."""
+    seed: int = 0
+    """Episode ``e`` starts from ``env.reset(seed=seed + e)`` in every run."""
+    max_gap: dict[str, float] = field(default_factory=dict)
+    """Per precision (fp32, fp16, int8): the largest distance allowed between the artifact's and PyTorch's
+    tracked state (PushT: the agent position, pixels) at any step; a precision not given takes the adapter's
+    own bound (``TaskAdapter.max_gap``)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.name != "none"
+
+
 @dataclass
 class AppSchema:
     """The top level of ``config.yaml``."""
@@ -233,6 +265,7 @@ class AppSchema:
     policy: Any = MISSING
     input_sample: Any = MISSING
     format: Any = MISSING
+    rollout: Any = None
     checkpoint: str | None = None
     """Export the policy saved in this to_torch checkpoint instead of building ``policy``."""
     output_dir: str | None = None
@@ -277,6 +310,7 @@ class ExportConfig:
     input_sample: InputSampleSchema
     format: FormatSchema
     checkpoint: str | None = None
+    rollout: RolloutSchema = field(default_factory=RolloutSchema)
     output_dir: str | None = None
     overwrite: bool = False
     allowed_packages: list[str] = field(default_factory=lambda: ["getiaction"])
@@ -297,6 +331,7 @@ def register_schemas() -> None:
     store.store(group="schema", name="app", node=AppSchema)
     store.store(group="schema/policy", name="policy", node=PolicySchema)
     store.store(group="schema/input_sample", name="input_sample", node=InputSampleSchema)
+    store.store(group="schema/rollout", name="rollout", node=RolloutSchema)
     for name, schema in FORMAT_SCHEMAS.items():
         store.store(group="schema/format", name=name, node=schema)
 

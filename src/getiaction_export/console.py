@@ -59,6 +59,24 @@ class Console:
 
 
 @contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[], None]]:
+    """A rich progress bar of ``total`` steps on a terminal; yields the function that advances it by one.
+
+    Without a terminal (logs, CI) nothing is drawn and advancing costs one call.
+    """
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.console import Console as RichConsole
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=RichConsole(stderr=True), transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task)
+
+
+@contextmanager
 def _progress(stage: str) -> Iterator[None]:
     """A live spinner for long stages on a terminal (rich); nothing extra in logs and CI."""
     if stage not in LONG_STAGES or not sys.stderr.isatty():

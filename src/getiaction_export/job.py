@@ -5,8 +5,8 @@ takes the validated :class:`~getiaction_export.config.ExportConfig`. Both return
 :class:`JobResult` and never raise for a failed export: the error, its kind and the exit code go
 into the result, so a sweep keeps going. :class:`ExportJob` is the phase list:
 
-    prepare -> build -> sample -> per format: export -> check -> verify [-> simplify] [-> latency]
-    -> runtime_check -> promote (+ package) -> report
+    prepare -> build -> sample [-> rollout: the policy fits the task] -> per format: export -> check -> verify
+    [-> simplify] [-> latency] -> runtime_check [-> rollout] -> promote (+ package) -> report
 
 Every phase is a function in :mod:`getiaction_export.stages` that takes and fills the typed
 :class:`~getiaction_export.state.JobState`; ``result.json`` is rendered once, from it, at the end.
@@ -52,6 +52,7 @@ from getiaction_export.stages.check import check_onnx, check_openvino
 from getiaction_export.stages.package import write_package
 from getiaction_export.stages.promote import promote
 from getiaction_export.stages.report import render_result, write_result
+from getiaction_export.stages.rollout import fit_task, rollout_format
 from getiaction_export.stages.runtime_check import runtime_check
 from getiaction_export.stages.sample import check_finite, make_input_sample
 from getiaction_export.stages.simplify import simplify
@@ -60,7 +61,7 @@ from getiaction_export.state import FormatOutcome, JobState
 
 log = logging.getLogger("getiaction_export")
 
-PER_FORMAT_STAGES = ("export", "check", "verify", "simplify", "latency", "promote")
+PER_FORMAT_STAGES = ("export", "check", "verify", "simplify", "latency", "rollout", "promote")
 """Stages run once per format; with several formats the job's ``timings`` holds their sums."""
 
 
@@ -159,6 +160,10 @@ class ExportJob:
             state.sample = make_input_sample(config.input_sample, built.module)
             check_finite(built.module, built.call_style, state.sample)
         self._done("sample", ", ".join(f"{k}{list(v.shape)}" for k, v in state.sample.items()))
+        if config.rollout.enabled:  # refuse a policy that does not fit the task before anything is exported
+            with self._stage("rollout"):
+                fed = fit_task(state)
+            self._done("rollout", f"the policy fits {config.rollout.name}: {fed}")
         for outcome in state.formats.values():
             self._format(outcome)
 
@@ -171,12 +176,17 @@ class ExportJob:
             steps[outcome.name](outcome)
             with self._stage("runtime_check"):  # the package as it will be, in physicalai, before promote
                 runtime_check(self.state, outcome, self.console.echo)
+            if self.state.rollout is not None:  # closed loop against PyTorch, before promote
+                with self._stage("rollout", outcome):
+                    rollout_format(self.state, outcome, self.console.echo)
             with self._stage("promote", outcome):
                 promote(outcome)
                 write_package(self.state, outcome, self.console.echo)
         except Exception as error:
             outcome.status, outcome.failure, outcome.stage = "failed", failure_of(error), self.state.stage
             raise
+        finally:
+            outcome.runner = None  # the verified runtime is kept for the rollout only
         outcome.status = "ok"
 
     def _onnx(self, outcome: FormatOutcome) -> None:
@@ -200,6 +210,7 @@ class ExportJob:
         if fmt.simplify:
             with self._stage("simplify", outcome):
                 candidate = simplify(state, outcome, self.console.echo) or candidate
+        outcome.runner = candidate
         self._latency(outcome, candidate)
 
     def _openvino(self, outcome: FormatOutcome) -> None:
@@ -222,6 +233,7 @@ class ExportJob:
             gate(outcome, candidate, candidate.output_names, self.console.echo, len(state.formats) > 1)
         arithmetic = "INT8, the rest f32" if outcome.precision == "int8" else "f32"
         self._done("verify", f"OpenVINO (CPU, {arithmetic}) vs PyTorch on {len(verification.cases)} inputs", outcome)
+        outcome.runner = candidate
         self._latency(outcome, candidate)
 
     def _executorch(self, outcome: FormatOutcome) -> None:
@@ -243,6 +255,7 @@ class ExportJob:
         sizes = sorted({batch_of(inputs) for _, inputs in verification.cases})
         self._done("verify", f"ExecuTorch (XNNPACK) vs PyTorch on {len(verification.cases)} inputs at batch "
                              f"{', '.join(map(str, sizes))}", outcome)
+        outcome.runner = candidate
         self._latency(outcome, candidate)
 
     def _torch(self, outcome: FormatOutcome) -> None:

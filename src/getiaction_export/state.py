@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from getiaction_export.config import ExportConfig
     from getiaction_export.errors import Failure
     from getiaction_export.parity import ParityReport
-    from getiaction_export.runtimes import TorchReference
+    from getiaction_export.rollout.adapter import TaskAdapter
+    from getiaction_export.rollout.episodes import Run
+    from getiaction_export.runtimes import Runner, TorchReference
     from getiaction_export.tolerance import Tolerance
 
 RUNTIMES = {"torch": "reloaded checkpoint", "onnx": "onnxruntime", "openvino": "OpenVINO",
@@ -129,6 +131,10 @@ class FormatOutcome:
     parity: ParityReport | None = None
     latency: dict[str, Any] | None = None
     runtime_check: dict[str, Any] | None = None
+    runner: Runner | None = None
+    """The runtime the artifact was verified in, kept until promotion for the rollout (not in result.json)."""
+    rollout: dict[str, Any] | None = None
+    """Its closed-loop run against PyTorch's (:mod:`getiaction_export.stages.rollout`)."""
     files: dict[str, str] = field(default_factory=dict)
     """Promoted files: ``{path: sha256}``, main file first."""
 
@@ -147,6 +153,20 @@ class FormatOutcome:
     @property
     def size(self) -> int:
         return sum(Path(path).stat().st_size for path in self.files)
+
+
+@dataclass
+class Rollout:
+    """The job's task (``rollout=...``): its adapter, how the policy's inputs are fed, PyTorch's own runs."""
+
+    adapter: TaskAdapter
+    binding: dict[str, str]
+    """``{policy input: observation key}``."""
+    cameras: set[str]
+    """The policy inputs fed camera frames."""
+    reference: list[Run] | None = None
+    """PyTorch eager's episodes, run once and compared with every artifact's."""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -177,6 +197,7 @@ class JobState:
     runtime_check_skipped: str | None = None
     """Why the physicalai check did not run (``None``: it ran, or no format is a package)."""
     package: dict[str, Any] | None = None
+    rollout: Rollout | None = None
     failure: Failure | None = None
 
     @property

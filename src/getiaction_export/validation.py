@@ -31,6 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from getiaction.errors import ConfigError
+from getiaction.export.extras import installed
 from getiaction.export.options import (
     DYNAMO_LOWEST_OPSET,
     INT8_ONNX_REFUSAL,
@@ -44,6 +45,8 @@ from getiaction_export.config import (
     FORMAT_SCHEMAS,
     GROUPS,
     POLICY_RESERVED_KEYS,
+    REQUIRED_GROUPS,
+    ROLLOUT_PRECISIONS,
     AllFormatSchema,
     AppSchema,
     ExecutorchFormatSchema,
@@ -52,6 +55,7 @@ from getiaction_export.config import (
     OnnxFormatSchema,
     PolicySchema,
     PolicySpec,
+    RolloutSchema,
     dotted_names,
 )
 
@@ -117,17 +121,18 @@ def option_for(key: str) -> str | None:
 
 def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
     """Check a composed config against the schemas; raise one ConfigError listing every problem."""
-    missing = [group for group in GROUPS if OmegaConf.select(cfg, group) is None]
+    missing = [group for group in REQUIRED_GROUPS if OmegaConf.select(cfg, group) is None]
     errors = [f"{group}: missing (choose one with {group}=NAME)" for group in missing]
     app = _typed(AppSchema, cfg, "", errors, skip=(*GROUPS, "hydra"))
     if not missing:
         policy = None if cfg.get("checkpoint") else _policy(cfg.policy, errors)
         sample = _typed(InputSampleSchema, cfg.input_sample, "input_sample", errors)
         fmt = _format(cfg.format, errors)
+    rollout = _rollout(cfg.rollout, errors) if OmegaConf.select(cfg, "rollout") is not None else RolloutSchema()
     if errors:
         raise ConfigError((f"{len(errors)} config errors: " if len(errors) > 1 else "") + "; ".join(errors))
-    assert app is not None and sample is not None and fmt is not None  # no errors recorded
-    return ExportConfig(policy=policy, input_sample=sample, format=fmt, checkpoint=app.checkpoint,
+    assert app is not None and sample is not None and fmt is not None and rollout is not None  # no errors recorded
+    return ExportConfig(policy=policy, input_sample=sample, format=fmt, checkpoint=app.checkpoint, rollout=rollout,
                         output_dir=app.output_dir, overwrite=app.overwrite,
                         allowed_packages=list(app.allowed_packages), policy_name=policy_name or "policy")
 
@@ -254,6 +259,37 @@ def _format(node: Any, errors: list[str]) -> Any:
         _check_exporter(fmt, errors)
         _check_formats(fmt, errors)
     return fmt
+
+
+def _rollout(node: Any, errors: list[str]) -> RolloutSchema | None:
+    """``rollout``: a task needs its adapter and the ``[sim]`` packages; ``max_gap`` is keyed by precision."""
+    from getiaction.export.extras import missing_message
+
+    rollout = _typed(RolloutSchema, node, "rollout", errors)
+    if rollout is None or not rollout.enabled:
+        return rollout
+    wrong = [key for key in rollout.max_gap if key not in ROLLOUT_PRECISIONS]
+    if wrong:
+        errors.append(f"rollout.max_gap.{wrong[0]}: not a precision; use {', '.join(ROLLOUT_PRECISIONS)}")
+    negative = [key for key, value in rollout.max_gap.items() if value < 0]
+    if negative:
+        errors.append(f"rollout.max_gap.{negative[0]}={rollout.max_gap[negative[0]]}: must be >= 0")
+    if not rollout.adapter:
+        errors.append(f"rollout.adapter: missing for rollout={rollout.name} (set rollout.adapter="
+                      "getiaction_export.rollout.pusht.PushT, or your own TaskAdapter's import path)")
+        return None
+    from getiaction_export.rollout.adapter import adapter_class
+
+    try:
+        adapter = adapter_class(rollout.adapter)
+    except ConfigError as error:
+        errors.append(str(error))
+        return None
+    for module in adapter.requires:
+        if not installed(module):
+            errors.append(missing_message(f"rollout={rollout.name}", module))
+            break
+    return rollout
 
 
 def _check_precision(fmt: OnnxFormatSchema, every: bool, errors: list[str]) -> None:

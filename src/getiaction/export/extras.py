@@ -21,7 +21,7 @@ from types import ModuleType
 from getiaction.errors import ConfigError
 
 EXTRAS = {"openvino": "openvino", "onnxslim": "simplify", "physicalai": "deploy", "nncf": "int8",
-          "executorch": "executorch"}
+          "executorch": "executorch", "gymnasium": "sim", "gym_pusht": "sim"}
 """Import name -> the pip extra of getiaction-export that installs it."""
 
 
@@ -35,6 +35,8 @@ def installed(module: str) -> bool:
 
 def missing_message(feature: str, module: str) -> str:
     """The one line shown when ``feature`` needs ``module`` and it is not installed."""
+    if module not in EXTRAS:  # a package of the user's own (a task adapter's requirement)
+        return f"{feature} needs the {module} package: pip install {module}"
     return f"{feature} needs the {module} package: pip install 'getiaction-export[{EXTRAS[module]}]'"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from getiaction.export.atomic import atomic_write_text
+from getiaction_export.stages.rollout import rollout_record
 from getiaction_export.state import FormatOutcome, JobState
 
 RESULT_FILE = "result.json"
@@ -83,7 +84,8 @@ def render_result(state: JobState) -> dict[str, Any]:
         tag = len(state.formats) > 1
         result["parity_cases"] = [{**case, **({"format": o.name} if tag else {})}
                                   for o in reached if o.parity for case in o.parity.cases]
-    optional = {"simplify": state.simplify, "runtime_check": _runtime_checks(state, reached), "package": state.package}
+    optional = {"simplify": state.simplify, "runtime_check": _runtime_checks(state, reached), "package": state.package,
+                "rollout": rollout_record(state)}
     result.update({key: value for key, value in optional.items() if value is not None})
     return result
 

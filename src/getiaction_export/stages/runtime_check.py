@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,7 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
                                        else f"physicalai is not installed ({INSTALL_HINT})")
         echo(f"[runtime_check] - skipped: {state.runtime_check_skipped}")
         return
-    replica = state.out_dir / f".{outcome.final[0].stem}.package"
-    shutil.rmtree(replica, ignore_errors=True)  # left by a killed run
-    try:
-        default = _assemble(state, outcome, replica)
+    with staged_package(state, outcome) as (replica, default):
         try:
             figures = _check(replica, state, outcome, default)
         except GetiActionError as error:
@@ -45,8 +43,6 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
             outcome.runtime_check = {**getattr(error, "figures", {}), "passed": False, "error": str(error),
                                      "physicalai": physicalai_version()}
             raise
-    finally:
-        shutil.rmtree(replica, ignore_errors=True)
     outcome.runtime_check = figures
     action = figures["parity"].get("action") or next(iter(figures["parity"].values()))
     chunk = figures.get("chunk")
@@ -61,6 +57,20 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
         echo(f"[runtime_check] {mark} {loaded['call']} with no hints ({loaded['precision']} on this CPU): action "
              f"{loaded['max_abs_diff']:.2e} off PyTorch, {loaded['relative']:.2%} of the largest |action| "
              f"({loaded['precision']} tolerance {loaded['tolerance']['relative']:.0%}{verdict})")
+
+
+@contextmanager
+def staged_package(state: JobState, outcome: FormatOutcome) -> Iterator[tuple[Path, str]]:
+    """The package as it will be once ``outcome`` is promoted, in a hidden folder removed afterwards.
+
+    Yields the folder and the package's default backend (the rollout stage drives the same package).
+    """
+    replica = state.out_dir / f".{outcome.final[0].stem}.package"
+    shutil.rmtree(replica, ignore_errors=True)  # left by a killed run
+    try:
+        yield replica, _assemble(state, outcome, replica)
+    finally:
+        shutil.rmtree(replica, ignore_errors=True)
 
 
 def _assemble(state: JobState, outcome: FormatOutcome, replica: Path) -> str:

@@ -98,7 +98,8 @@ def verify_checkpoint(state: JobState, outcome: FormatOutcome, echo: Callable[[s
     original = torch_runner(built.module, built.call_style)
     count = len(original(sample))
     names = ["action", *[f"output_{i}" for i in range(1, count)]]
-    report = check_parity(original, torch_runner(reloaded, built.call_style), names, cases, atol=0.0, rtol=0.0)
+    outcome.runner = torch_runner(reloaded, built.call_style)
+    report = check_parity(original, outcome.runner, names, cases, atol=0.0, rtol=0.0)
     record(outcome, report, echo, len(state.formats) > 1)
     return len(cases)
 

@@ -1,0 +1,92 @@
+"""How each run picks its next action: a policy behind the robot loop's ``select_action``.
+
+Every driver takes the robot-layout observation of one step (``{input: array}`` with a batch axis
+of 1, camera frames ``(1, H, W, 3)`` uint8) and returns one action row. A chunking policy runs
+once per chunk and its rows are played in order, then it runs again on the observation of that
+step: what physicalai's ``InferenceModel.select_action`` does.
+
+- :class:`PackageDriver`: the policy package itself, through physicalai's ``select_action`` (its
+  action queue, its ``to_float_tensor`` preprocessing of camera frames): how a robot runs it.
+- :class:`QueueDriver`: any runner (PyTorch, a reloaded checkpoint, OpenVINO INT8, ExecuTorch)
+  behind the same queue; camera frames become ``(1, 3, H, W)`` float32 ``frame / 255`` first,
+  the arithmetic of physicalai's ``to_float_tensor``.
+
+Example:
+    >>> import numpy as np, torch
+    >>> calls = []
+    >>> def runner(batch):
+    ...     calls.append(batch["images"].shape)
+    ...     return [np.arange(6, dtype=np.float32).reshape(1, 3, 2)]
+    >>> driver = QueueDriver(runner, {"images"})
+    >>> frame = {"images": np.zeros((1, 4, 4, 3), np.uint8)}
+    >>> [driver.select_action(frame).tolist() for _ in range(4)], calls
+    ([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [0.0, 1.0]], [torch.Size([1, 3, 4, 4]), torch.Size([1, 3, 4, 4])])
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def chunk_rows(output: np.ndarray) -> np.ndarray:
+    """A batch-1 ``action`` as rows to play: ``(1, chunk, A)`` -> ``(chunk, A)``, ``(1, A)`` -> ``(1, A)``."""
+    output = np.asarray(output)
+    return np.atleast_2d(output[0] if output.ndim == 3 else output)
+
+
+def to_float_frames(observation: Mapping[str, np.ndarray], cameras: Collection[str]) -> dict[str, Any]:
+    """Torch tensors for a runner: camera frames ``(1, H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 in [0, 1]."""
+    import torch
+
+    batch = {}
+    for name, array in observation.items():
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if name in cameras and array.dtype == np.uint8:
+            tensor = tensor.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        batch[name] = tensor
+    return batch
+
+
+class QueueDriver:
+    """A runner (``batch -> [outputs]``, action first) behind physicalai's action-queue semantics."""
+
+    def __init__(self, runner: Callable[[dict[str, Any]], list[np.ndarray]], cameras: Collection[str],
+                 action_index: int = 0) -> None:
+        self.runner, self.cameras, self.action_index = runner, set(cameras), action_index
+        self.queue: deque[np.ndarray] = deque()
+        self.runs = 0
+
+    def reset(self) -> None:
+        self.queue.clear()
+
+    def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        if not self.queue:
+            outputs = self.runner(to_float_frames(observation, self.cameras))
+            self.queue.extend(chunk_rows(np.asarray(outputs[self.action_index])))
+            self.runs += 1
+        return np.asarray(self.queue.popleft(), dtype=np.float32)
+
+
+class PackageDriver:
+    """A physicalai ``InferenceModel`` loaded from the policy package: its own ``select_action`` and queue.
+
+    ``float_cameras``: camera inputs the package has no ``to_float_tensor`` step for (not named
+    ``images[.cam]``); their frames are handed over as float32 NCHW in [0, 1].
+    """
+
+    def __init__(self, model: Any, float_cameras: Collection[str] = ()) -> None:
+        self.model, self.float_cameras = model, set(float_cameras)
+
+    def reset(self) -> None:
+        self.model.reset()
+
+    def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        feed = dict(observation)
+        if self.float_cameras:
+            converted = to_float_frames({k: feed[k] for k in self.float_cameras}, self.float_cameras)
+            feed.update({k: v.numpy() for k, v in converted.items()})
+        return np.asarray(self.model.select_action(feed), dtype=np.float32).reshape(-1)

@@ -1,0 +1,172 @@
+"""Stage ``rollout``: PyTorch and each verified artifact drive their own copy of a simulated task.
+
+Per-call parity is necessary, not sufficient: in a loop each action changes the next observation,
+so small errors can compound. With ``rollout=<task>``:
+
+- :func:`fit_task` (after ``sample``, before any export) refuses a policy whose inputs or action do
+  not fit the task's observation and action, in one line naming the shapes that differ;
+- PyTorch eager runs ``rollout.episodes`` episodes from ``env.reset(seed=rollout.seed + e)`` once;
+- :func:`rollout_format` (after a format's runtime check, before it is promoted) runs the artifact
+  from the same seeds through the same adapter, the way a robot runs it: a package format
+  (onnx, openvino) through physicalai's ``select_action`` on the package as it will be promoted;
+  the others (the reloaded checkpoint, OpenVINO INT8, ExecuTorch) through the runtime they were
+  verified in, behind the same action queue. Per step it records the action gap and the tracked
+  state's gap (PushT: the agent position, in pixels), per episode reward and success of both.
+- The gate: the tracked state's gap at every step within ``rollout.max_gap.<precision>`` (default:
+  the adapter's ``max_gap``). An artifact beyond it is not promoted (exit code 4).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from getiaction.errors import ConfigError, VerificationError
+from getiaction_export.console import progress_bar
+from getiaction_export.errors import first_line
+from getiaction_export.physicalai.manifest import PACKAGE_FORMATS, is_image_input
+from getiaction_export.rollout.adapter import IMAGES, adapter_class, bind_inputs, fit_problems
+from getiaction_export.rollout.drivers import PackageDriver, QueueDriver
+from getiaction_export.rollout.episodes import Run, compare, run_episode
+from getiaction_export.state import FormatOutcome, JobState, Rollout
+
+XY_DECIMALS = 4
+"""Trajectory points are kept to 1e-4 of the task's unit in result.json (the gaps at full precision)."""
+
+
+def fit_task(state: JobState) -> str:
+    """Check that the policy fits the task; set ``state.rollout``; return what the task feeds (for the stage line)."""
+    from getiaction_export.runtimes import torch_runner
+
+    rollout, built, sample = state.config.rollout, state.built, state.sample
+    assert rollout.adapter and built is not None and sample is not None
+    adapter = adapter_class(rollout.adapter)()
+    action = torch_runner(built.module, built.call_style)(sample)[0].shape
+    inputs = {name: list(tensor.shape) for name, tensor in sample.items()}
+    problems = fit_problems(inputs, list(action), adapter)
+    if problems:
+        raise ConfigError(f"rollout={rollout.name}: the policy does not fit {adapter.name}: {'; '.join(problems)} "
+                          "(policy=act and policy=diffusion are fitted by conf/fit/; set your policy's shapes to the "
+                          "task's)")
+    try:  # the task's own imports (gym-pusht's opencv needs libGL) fail here, before any export
+        adapter.make_env().close()
+    except (ImportError, OSError) as error:
+        raise ConfigError(f"rollout={rollout.name}: cannot make the {adapter.name} environment: "
+                          f"{first_line(error)}") from error
+    binding = bind_inputs(inputs, adapter.observation_shapes)
+    cameras = {name for name, key in binding.items() if key == IMAGES or key.startswith(IMAGES + ".")}
+    state.rollout = Rollout(adapter, binding, cameras)
+    return ", ".join(f"{key} -> {name}" for name, key in binding.items())
+
+
+def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str], None]) -> None:
+    """Run ``outcome``'s artifact in closed loop against PyTorch's runs; record; raise beyond the bound."""
+    task = state.rollout
+    assert task is not None
+    if task.reference is None:
+        _reference(state, task, echo)
+    assert task.reference is not None
+    config, adapter = state.config.rollout, task.adapter
+    precision = outcome.precision
+    bound, source = ((config.max_gap[precision], f"rollout.max_gap.{precision}") if precision in config.max_gap
+                     else (adapter.max_gap.get(precision, 0.0), f"{adapter.name} default"))
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        driver, how = _driver(state, outcome, stack)
+        runs = _episodes(state, task, driver, f"[rollout] {outcome.name}")
+    episodes = [{"seed": config.seed + index, **compare(reference, run), "torch_xy": _points(reference),
+                 "artifact_xy": _points(run)} for index, (reference, run) in enumerate(zip(task.reference, runs,
+                                                                                            strict=True))]
+    worst = max(episodes, key=lambda e: e["max_state_gap"])
+    gap = worst["max_state_gap"]
+    outcome.rollout = {
+        "driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound, "max_gap_source": source,
+        "max_state_gap": gap, "max_action_gap": max(e["max_action_gap"] for e in episodes),
+        "worst": {"seed": worst["seed"], "step": worst["state_gap"].index(gap)},
+        "success": {side: sum(e["success"][side] for e in episodes) for side in ("torch", "artifact")},
+        "passed": gap <= bound, "seconds": round(time.perf_counter() - started, 3), "episodes": episodes,
+    }
+    record = outcome.rollout
+    unit = f" {adapter.unit}" if adapter.unit else ""
+    summary = (f"{outcome.name}: {adapter.tracked_name} within {gap:.2e}{unit} of PyTorch's over {len(runs)} episodes "
+               f"({sum(r.steps for r in runs)} steps; bound {bound:g}{unit} for {precision}), max action gap "
+               f"{record['max_action_gap']:.2e}, success PyTorch {record['success']['torch']}/{len(runs)}, "
+               f"{outcome.name} {record['success']['artifact']}/{len(runs)} ({how})")
+    if not record["passed"]:
+        raise VerificationError(
+            f"rollout: {outcome.name}'s {adapter.tracked_name} strayed {gap:.3g}{unit} from PyTorch's at step "
+            f"{record['worst']['step']} of episode seed {worst['seed']} (bound {bound:g}{unit} for {precision}, "
+            f"{source}; override with rollout.max_gap.{precision}=...)")
+    echo(f"[rollout] ✓ {summary}  {record['seconds']:.2f} s")
+
+
+def rollout_record(state: JobState) -> dict[str, Any] | None:
+    """``result.json``'s ``rollout``: the task, PyTorch's outcomes, and per format what its run recorded."""
+    task = state.rollout
+    if task is None:
+        return None
+    config, adapter = state.config.rollout, task.adapter
+    formats = {o.name: o.rollout for o in state.formats.values() if o.rollout is not None}
+    reference = task.reference or []
+    return {
+        "task": config.name, "adapter": config.adapter, "plane": list(adapter.plane), "unit": adapter.unit,
+        "episodes": config.episodes, "steps": config.steps, "seed": config.seed,
+        "binding": dict(task.binding),
+        "torch": {"success": sum(run.success for run in reference), "steps": [run.steps for run in reference],
+                  "seconds": round(task.seconds, 3)} if reference else None,
+        "status": "failed" if any(not f["passed"] for f in formats.values()) else "ok" if formats else "pending",
+        "formats": formats,
+    }
+
+
+def _reference(state: JobState, task: Rollout, echo: Callable[[str], None]) -> None:
+    """PyTorch eager's episodes (the LeRobot source's own inference where there is one)."""
+    from getiaction_export.runtimes import torch_runner
+
+    built = state.built
+    assert built is not None
+    started = time.perf_counter()
+    driver = QueueDriver(torch_runner(built.reference or built.module, built.call_style), task.cameras)
+    task.reference = _episodes(state, task, driver, "[rollout] PyTorch")
+    task.seconds = time.perf_counter() - started
+    steps = sum(run.steps for run in task.reference)
+    echo(f"[rollout] ✓ PyTorch eager: {len(task.reference)} episodes of {task.adapter.name}, {steps} steps, "
+         f"{driver.runs} policy runs, success {sum(r.success for r in task.reference)}/{len(task.reference)}  "
+         f"{task.seconds:.2f} s")
+
+
+def _episodes(state: JobState, task: Rollout, driver: Any, label: str) -> list[Run]:
+    config = state.config.rollout
+    env = task.adapter.make_env()
+    try:
+        with progress_bar(label, config.episodes * config.steps) as advance:
+            return [run_episode(task.adapter, env, driver, task.binding, config.seed + episode, config.steps,
+                                on_step=advance) for episode in range(config.episodes)]
+    finally:
+        env.close()
+
+
+def _driver(state: JobState, outcome: FormatOutcome, stack: ExitStack) -> tuple[Any, str]:
+    """The package through physicalai where the job checks packages; else the verified runtime behind a queue."""
+    from getiaction_export.physicalai.runtime import enabled, load
+    from getiaction_export.stages.runtime_check import staged_package
+
+    task = state.rollout
+    assert task is not None
+    if outcome.name in PACKAGE_FORMATS and enabled(outcome.schema.runtime_check) and state.graph is not None:
+        replica, default = stack.enter_context(staged_package(state, outcome))
+        model = load(replica, outcome.name, default, hints=True)
+        fed_raw = {spec["name"] for spec in state.graph.inputs if is_image_input(spec)}
+        hint = ", f32 hint" if outcome.name == "openvino" else ""
+        return (PackageDriver(model, task.cameras - fed_raw),
+                f"physicalai select_action on the package, {outcome.name} backend{hint}")
+    if outcome.runner is None:
+        raise VerificationError(f"rollout: {outcome.name} has no verified runtime to drive")
+    return QueueDriver(outcome.runner, task.cameras), f"{outcome.runtime} behind a select_action queue"
+
+
+def _points(run: Run) -> list[list[float]]:
+    return [[round(float(value), XY_DECIMALS) for value in point[:2]] for point in run.tracked]
+
