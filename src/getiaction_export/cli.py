@@ -17,7 +17,10 @@ This module imports no torch: ``--help``, ``--cfg job`` and ``--info`` stay fast
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from getiaction_export.preflight import (
     app_help,
     preflight,
     split_args,
+    sweep_size,
 )
 from getiaction_export.stages.report import RESULT_FILE
 from getiaction_export.summary import SUMMARY_FILE, register_resolvers
@@ -45,6 +49,9 @@ from getiaction_export.summary import SUMMARY_FILE, register_resolvers
 # At import, not in main(): a launcher's worker (joblib, Ray, submitit) imports this module to
 # unpickle the task function, then resolves the job folder's name (hydra.sweep.subdir) itself.
 register_resolvers()
+log = logging.getLogger("getiaction_export")
+SWEEP_JOBS = "GETIACTION_SWEEP_JOBS"
+"""Set by :func:`main` for a multirun: how many jobs the sweep has (``[sweep] job 3/6`` lines)."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -65,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(ExitCode.CONFIG)
     if PRINT_ONLY_FLAGS & set(flags):  # --cfg job: Hydra prints the config, no job runs
         root = None
+    if multirun and root:  # each job says where the sweep stands (launchers' workers inherit the environment)
+        os.environ[SWEEP_JOBS] = str(sweep_size(overrides))
     sys.argv = [sys.argv[0], *pin_root(args, overrides, root, multirun)]
     interrupts.install()  # Ctrl-C and SIGTERM: clean up, record, exit 130
     try:
@@ -86,9 +95,17 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    job = {"num": _job_num(hydra_cfg), "override_dirname": hydra_cfg.job.override_dirname,
-           "overrides": list(hydra_cfg.overrides.task)}
+    num, overrides = _job_num(hydra_cfg), [str(o) for o in hydra_cfg.overrides.task]
+    job = {"num": num, "override_dirname": hydra_cfg.job.override_dirname, "overrides": overrides}
+    total = os.environ.get(SWEEP_JOBS)
+    where = f"job {num + 1}/{total}" if total else None
+    if where:
+        log.info(f"[sweep] ▶ {where}: {' '.join(overrides)}")
+    started = time.perf_counter()
     result = run_config(cfg, out_dir, job)
+    if where:
+        mark = "✓" if result.status == "ok" else "✗"
+        log.info(f"[sweep] {mark} {where} {result.status} in {time.perf_counter() - started:.1f} s")
     return {"status": result.status, "exit_code": result.exit_code, "output_dir": result.output_dir}
 
 

@@ -125,6 +125,22 @@ def app_help(overrides: list[str], flags: list[str]) -> str:
     )
 
 
+def sweep_size(overrides: list[str]) -> int:
+    """How many jobs a multirun's overrides make (the product of each sweep's values).
+
+    Example:
+        >>> sweep_size(["policy=act,diffusion", "format.precision=fp32,fp16,int8", "rollout=pusht"])
+        6
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    size = 1
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            size *= len(list(override.sweep_string_iterator()))
+    return size
+
+
 def preflight(overrides: list[str], flags: list[str]) -> str | None:
     """Compose and validate every job the command would run; raise ConfigError on the first bad one.
 

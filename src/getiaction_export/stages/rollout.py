@@ -23,6 +23,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+import numpy as np
+
 from getiaction.errors import ConfigError, VerificationError
 from getiaction_export.console import progress_bar
 from getiaction_export.errors import first_line
@@ -32,8 +34,9 @@ from getiaction_export.rollout.drivers import PackageDriver, QueueDriver
 from getiaction_export.rollout.episodes import Run, compare, run_episode
 from getiaction_export.state import FormatOutcome, JobState, Rollout
 
-XY_DECIMALS = 4
-"""Trajectory points are kept to 1e-4 of the task's unit in result.json (the gaps at full precision)."""
+XY_DECIMALS = 3
+"""result.json keeps trajectory points to 1e-3 of the task's unit (plotted), per-step gaps to 4 significant
+digits; the maxima the gate compares are exact."""
 
 
 def fit_task(state: JobState) -> str:
@@ -53,8 +56,9 @@ def fit_task(state: JobState) -> str:
     try:  # the task's own imports (gym-pusht's opencv needs libGL) fail here, before any export
         adapter.make_env().close()
     except (ImportError, OSError) as error:
+        hint = " (install Debian's libgl1: apt-get install libgl1)" if "libGL" in str(error) else ""
         raise ConfigError(f"rollout={rollout.name}: cannot make the {adapter.name} environment: "
-                          f"{first_line(error)}") from error
+                          f"{first_line(error)}{hint}") from error
     binding = bind_inputs(inputs, adapter.observation_shapes)
     cameras = {name for name, key in binding.items() if key == IMAGES or key.startswith(IMAGES + ".")}
     state.rollout = Rollout(adapter, binding, cameras)
@@ -76,7 +80,7 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     with ExitStack() as stack:
         driver, how = _driver(state, outcome, stack)
         runs = _episodes(state, task, driver, f"[rollout] {outcome.name}")
-    episodes = [{"seed": config.seed + index, **compare(reference, run), "torch_xy": _points(reference),
+    episodes = [{"seed": config.seed + index, **_rounded(compare(reference, run)), "torch_xy": _points(reference),
                  "artifact_xy": _points(run)} for index, (reference, run) in enumerate(zip(task.reference, runs,
                                                                                             strict=True))]
     worst = max(episodes, key=lambda e: e["max_state_gap"])
@@ -84,7 +88,7 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     outcome.rollout = {
         "driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound, "max_gap_source": source,
         "max_state_gap": gap, "max_action_gap": max(e["max_action_gap"] for e in episodes),
-        "worst": {"seed": worst["seed"], "step": worst["state_gap"].index(gap)},
+        "worst": {"seed": worst["seed"], "step": int(np.argmax(worst["state_gap"]))},
         "success": {side: sum(e["success"][side] for e in episodes) for side in ("torch", "artifact")},
         "passed": gap <= bound, "seconds": round(time.perf_counter() - started, 3), "episodes": episodes,
     }
@@ -165,6 +169,12 @@ def _driver(state: JobState, outcome: FormatOutcome, stack: ExitStack) -> tuple[
     if outcome.runner is None:
         raise VerificationError(f"rollout: {outcome.name} has no verified runtime to drive")
     return QueueDriver(outcome.runner, task.cameras), f"{outcome.runtime} behind a select_action queue"
+
+
+def _rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    for key in ("state_gap", "action_gap"):
+        figures[key] = [float(f"{gap:.4g}") for gap in figures[key]]
+    return figures
 
 
 def _points(run: Run) -> list[list[float]]:
