@@ -1,7 +1,9 @@
-"""The figures of ``report.html``: matplotlib drawings of a job's or a sweep's parity, latency and rollouts.
+"""The figures of ``report.html``: matplotlib drawings of a job's or a sweep's parity and latency.
 
 Each returns a matplotlib ``Figure`` (Agg backend, no display) built from ``result.json`` data, or
 None when there is nothing to draw; :mod:`getiaction_export.html_report` lays them into the page.
+Also the drawing helpers the rollout figures (:mod:`getiaction_export.html_rollout_figures`) share:
+the colours, :func:`new_figure`, :func:`log_limits`, :func:`number`, :func:`row_label`.
 No torch here (the sweep callback runs in the CLI process).
 
 Example:
@@ -23,34 +25,6 @@ if TYPE_CHECKING:
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 """Series colours (matplotlib's tab10 without red and grey: red marks a failure, grey PyTorch eager)."""
 FAILED, EAGER = "#d62728", "#7f7f7f"
-
-
-def rollout_figure(episodes: list[dict[str, Any]], plane: list[str]) -> Figure:
-    figure = _new_figure(10.0, 4.0)
-    path_axes, gap_axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
-    for index, episode in enumerate(episodes):
-        color = COLORS[index % len(COLORS)]
-        label = f"seed {episode['seed']}" if "seed" in episode else f"episode {index}"
-        for key, style in (("torch_xy", "-"), ("artifact_xy", "--")):
-            points = [p for p in episode.get(key) or [] if len(p) >= 2]
-            if points:
-                xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
-                path_axes.plot(xs, ys, style, color=color, lw=1.4, label=label if key == "torch_xy" else None)
-                path_axes.plot(xs[:1], ys[:1], "o", mfc="none", color=color, ms=6)
-                path_axes.plot(xs[-1:], ys[-1:], "x", color=color, ms=6)
-        gaps = [number(g) for g in episode.get("action_gap") or []]
-        steps = [i for i, g in enumerate(gaps) if g is not None and g > 0]
-        if steps:
-            gap_axes.plot(steps, [gaps[i] for i in steps], color=color, lw=1.2, label=label)
-    path_axes.plot([], [], "-", color="#444", label="PyTorch")
-    path_axes.plot([], [], "--", color="#444", label="artifact")
-    path_axes.set(xlabel=plane[0], ylabel=plane[1] if len(plane) > 1 else "", title="trajectories")
-    path_axes.set_aspect("equal", adjustable="datalim")
-    path_axes.legend(fontsize=7, loc="best")
-    gap_axes.set(xlabel="step", ylabel="max |action gap|", title="action gap per step")
-    if gap_axes.lines:
-        gap_axes.set_yscale("log")
-    return figure
 
 
 def cases_of(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,7 +53,7 @@ def job_parity_figure(result: dict[str, Any], cases: list[dict[str, Any]]) -> Fi
     formats = [*order, *sorted({c["format"] for c in cases} - set(order))]
     outputs = list(dict.fromkeys(str(c.get("output")) for c in cases))
     groups = [(f, b) for f in formats for b in sorted({as_int(c.get("batch")) for c in cases if c["format"] == f})]
-    figure = _new_figure(max(5.0, 0.7 * len(groups) + 2.0), 2.9 * len(outputs) + 0.4)
+    figure = new_figure(max(5.0, 0.7 * len(groups) + 2.0), 2.9 * len(outputs) + 0.4)
     axes_list = figure.subplots(len(outputs), 1, squeeze=False)[:, 0]
     kinds: set[str] = set()
     for axes, output in zip(axes_list, outputs, strict=True):
@@ -87,7 +61,7 @@ def job_parity_figure(result: dict[str, Any], cases: list[dict[str, Any]]) -> Fi
         bounds = {f: bound_of(result, f, output) for f in formats}
         points = [(groups.index((c["format"], as_int(c.get("batch")))), number(c.get("max_abs_diff")),
                    c.get("passed") is not False, formats.index(c["format"])) for c in mine]
-        floor, ceiling = _log_limits([p[1] for p in points] + [b[0] for b in bounds.values() if b])
+        floor, ceiling = log_limits([p[1] for p in points] + [b[0] for b in bounds.values() if b])
         kinds |= _strips(axes, points, floor, ceiling, vertical=True)
         kinds |= {"bound"} if any(bounds.values()) else set()
         for f, bound in bounds.items():
@@ -107,7 +81,7 @@ def job_parity_figure(result: dict[str, Any], cases: list[dict[str, Any]]) -> Fi
 
 def latency_figure(bars: list[tuple[str, float, str, float | None]]) -> Figure:
     """Horizontal bars, one per :func:`_latency_bars` entry, each labelled with its ms and speed-up."""
-    figure = _new_figure(9.0, 0.34 * len(bars) + 1.0)
+    figure = new_figure(9.0, 0.34 * len(bars) + 1.0)
     axes = figure.subplots()
     positions = list(range(len(bars)))[::-1]
     values = [ms for _, ms, _, _ in bars]
@@ -141,12 +115,12 @@ def sweep_parity_figure(rows: list[dict[str, Any]], results: dict[str, dict[str,
     if not entries:
         return None
     precisions = list(dict.fromkeys(str(row.get("precision") or "?") for row, _, _ in entries))
-    figure = _new_figure(9.0, 0.36 * len(entries) + 1.3)
+    figure = new_figure(9.0, 0.36 * len(entries) + 1.3)
     axes = figure.subplots()
     points = [(len(entries) - 1 - i, number(c.get("max_abs_diff")), c.get("passed") is not False,
                precisions.index(str(row.get("precision") or "?")))
               for i, (row, cases, _) in enumerate(entries) for c in cases]
-    floor, ceiling = _log_limits([p[1] for p in points] + [b for _, _, bs in entries for b in bs])
+    floor, ceiling = log_limits([p[1] for p in points] + [b for _, _, bs in entries for b in bs])
     kinds = _strips(axes, points, floor, ceiling, vertical=False) | ({"bound"} if any(e[2] for e in entries) else set())
     for i, (_, _, bounds) in enumerate(entries):
         for bound in bounds:
@@ -172,7 +146,7 @@ def sweep_latency_figure(rows: list[dict[str, Any]], results: dict[str, dict[str
     if not entries:
         return None
     formats = list(dict.fromkeys(str(row["format"]) for row, *_ in entries))
-    figure = _new_figure(9.0, 0.36 * len(entries) + 1.3)
+    figure = new_figure(9.0, 0.36 * len(entries) + 1.3)
     axes = figure.subplots()
     positions = list(range(len(entries)))[::-1]
     for y, (row, runtime_ms, eager_ms, speedup, runtime) in zip(positions, entries, strict=True):
@@ -194,6 +168,7 @@ def sweep_latency_figure(rows: list[dict[str, Any]], results: dict[str, dict[str
     handles.extend(axes.plot([], [], "|", color="#222", ms=10, mew=2, ls="none", label="PyTorch eager (same job)"))
     axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return figure
+
 
 
 def row_label(row: dict[str, Any], labels: dict[str, str]) -> str:
@@ -258,7 +233,7 @@ def _legend(axes: Axes, kinds: set[str], bound_marker: str = "--") -> None:
     axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 
 
-def _log_limits(values: Iterable[float | None]) -> tuple[float, float]:
+def log_limits(values: Iterable[float | None]) -> tuple[float, float]:
     """Where 0 (``floor``) and inf/nan (``ceiling``) are drawn on a log axis holding ``values``."""
     positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
     if not positive:
@@ -267,8 +242,9 @@ def _log_limits(values: Iterable[float | None]) -> tuple[float, float]:
     return 10 ** (math.floor(math.log10(low)) - 1), 10 ** (math.ceil(math.log10(high)) + (1 if high == low else 0))
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    """A figure outside pyplot (no global state, no GUI backend): rendered only by :func:`_svg`."""
+def new_figure(width: float, height: float) -> Figure:
+    """A figure outside pyplot (no global state, no GUI backend): rendered only by
+    :func:`getiaction_export.html_parts.svg`."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), layout="constrained")

@@ -6,7 +6,9 @@ disk, offline, anywhere. Everything on it is read from ``result.json`` (a job) o
 and the jobs' results (a sweep); nothing is measured again. Torch-free and Hydra-free (the
 sweep's columns are imported from :mod:`getiaction_export.summary` only when a sweep report is
 written): the job and the sweep callback both call it. This module lays out the page; the drawings
-are :mod:`getiaction_export.html_figures`.
+are :mod:`getiaction_export.html_figures`, the rollout sections :mod:`getiaction_export.html_rollout`
+(with their figures, :mod:`getiaction_export.html_rollout_figures`) and the small pieces of HTML
+(escaping, badges, inline SVG figures) :mod:`getiaction_export.html_parts`.
 
 A job's page (:func:`write_job_report`), each part in an element with a stable id:
 
@@ -16,12 +18,19 @@ A job's page (:func:`write_job_report`), each part in an element with a stable i
 - ``fig-parity``: every verification case's max abs diff, per output, format and batch (log axis;
   the bound each format is held to drawn as a line; failed cases in red);
 - ``fig-latency``: batch-1 latency of PyTorch eager and of each format's runtime;
-- ``rollout`` with ``fig-rollout-<format>``: only when the result has a ``rollout`` record
-  (see :func:`rollout_section` for its shape).
+- ``rollout`` (only when the result has a ``rollout`` record, see
+  :func:`getiaction_export.html_rollout.rollout_section`):
+  ``rollout-table`` (per format the driver, the largest tracked-state gap against its bound and
+  where the bound came from, passed/failed, action gap, success and reward of PyTorch and the
+  artifact) and per format ``fig-rollout-<format>`` (trajectories on the task plane; per step the
+  state gap against the bound and the action gap, log axes).
 
 A sweep's page (:func:`write_sweep_report`): ``summary-table`` (summary.md's columns, each job
-linked to its own page), ``fig-parity`` (every case of every job and format, by precision) and
-``fig-latency`` (per job and format, the runtime against PyTorch eager).
+linked to its own page), ``fig-parity`` (every case of every job and format, by precision),
+``fig-latency`` (per job and format, the runtime against PyTorch eager) and, when a job rolled
+out, ``sweep-rollout`` (:func:`getiaction_export.html_rollout.sweep_rollout_section`):
+``fig-sweep-rollout`` (per job and format the state gap per step, its bound in the same colour: how
+far each precision drifts) and ``rollout-table``.
 
 Example:
     >>> import tempfile, pathlib
@@ -39,12 +48,9 @@ Example:
 
 from __future__ import annotations
 
-import html
-import io
 import json
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from getiaction.export.atomic import atomic_write_text
@@ -56,15 +62,13 @@ from getiaction_export.html_figures import (
     job_parity_figure,
     latency_figure,
     number,
-    rollout_figure,
     sweep_latency_figure,
     sweep_parity_figure,
 )
+from getiaction_export.html_parts import badge, escape, figure_html, fmt
+from getiaction_export.html_rollout import rollout_section, sweep_rollout_section
 from getiaction_export.stages.report import RESULT_FILE
 from getiaction_export.tolerance import Tolerance
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 REPORT_FILE = "report.html"
 _STYLE = """
@@ -82,6 +86,7 @@ dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:8
 dl.meta dt{color:#666}dl.meta dd{margin:0;word-break:break-all}
 figure{margin:8px 0 20px}figure svg{max-width:100%;height:auto}
 figcaption{color:#555;font-size:13px}.scroll{overflow-x:auto}td.job{overflow-wrap:anywhere;min-width:14em}code{font-size:12.5px}.muted{color:#777}
+.nowrap,#rollout-table td.num{white-space:nowrap}
 """
 
 
@@ -131,17 +136,17 @@ def job_report_html(result: dict[str, Any]) -> str:
     parts = [_job_header(result, policy, status), "<h2>Formats</h2>", _formats_table(result)]
     cases = cases_of(result)
     parts.append("<h2>Parity: every verification case against PyTorch</h2>")
-    parts.append(_figure("fig-parity", job_parity_figure(result, cases),
-                         f"{len(cases)} cases (inputs × batch sizes). Max abs diff on a log axis, one point per "
-                         "case; red: the case failed its bound. The dashed line is atol (the elementwise bound is "
-                         "atol + rtol·|PyTorch output|, so a point above it may still pass) or, for a bound by "
-                         "scale, its share of the largest |output|."
-                         if cases else "no verification case was recorded (the job stopped before verify)"))
+    parts.append(figure_html("fig-parity", job_parity_figure(result, cases),
+                             f"{len(cases)} cases (inputs × batch sizes). Max abs diff on a log axis, one point per "
+                             "case; red: the case failed its bound. The dashed line is atol (the elementwise bound is "
+                             "atol + rtol·|PyTorch output|, so a point above it may still pass) or, for a bound by "
+                             "scale, its share of the largest |output|."
+                             if cases else "no verification case was recorded (the job stopped before verify)"))
     parts.append("<h2>Latency (batch 1)</h2>")
     bars = _latency_bars(result)
-    parts.append(_figure("fig-latency", latency_figure(bars) if bars else None,
-                         _latency_caption(result) if bars else "no latency was measured (format.latency=false, or "
-                                                                "the job stopped before the latency stage)"))
+    parts.append(figure_html("fig-latency", latency_figure(bars) if bars else None,
+                             _latency_caption(result) if bars else "no latency was measured (format.latency=false, "
+                                                                   "or the job stopped before the latency stage)"))
     if result.get("rollout"):
         parts.append(rollout_section(result["rollout"]))
     return _page(f"{policy}: export report", "\n".join(parts))
@@ -156,74 +161,25 @@ def sweep_report_html(rows: list[dict[str, Any]], results: dict[str, dict[str, A
     ok = sum(jobs.values())
     status = "ok" if ok == len(jobs) else "failed"
     labels = _short_labels(list(jobs))
-    parts = [f'<header id="sweep-header"><h1>{_e(title)}</h1>',
-             f'<p><span class="badge {status}">{ok}/{len(jobs)} jobs ok</span></p></header>',
+    parts = [f'<header id="sweep-header"><h1>{escape(title)}</h1>',
+             f"<p>{badge(status, f'{ok}/{len(jobs)} jobs ok')}</p></header>",
              "<h2>Summary</h2>", _summary_table(rows, links or {})]
     parts.append("<h2>Parity: every verification case, per job and format</h2>")
     parity = sweep_parity_figure(rows, results, labels)
-    parts.append(_figure("fig-parity", parity,
-                         "Max abs diff of each case (inputs × batch sizes) on a log axis, coloured by precision; "
-                         "| marks the bound each job and format is held to (atol, or a share of the largest "
-                         "|output|); red: the case failed its bound."
-                         if parity else "no job recorded a verification case"))
+    parts.append(figure_html("fig-parity", parity,
+                             "Max abs diff of each case (inputs × batch sizes) on a log axis, coloured by precision; "
+                             "| marks the bound each job and format is held to (atol, or a share of the largest "
+                             "|output|); red: the case failed its bound."
+                             if parity else "no job recorded a verification case"))
     parts.append("<h2>Latency (batch 1)</h2>")
     latency = sweep_latency_figure(rows, results, labels)
-    parts.append(_figure("fig-latency", latency,
-                         "Median batch-1 latency of each job's runtime (bar) and of PyTorch eager measured in the "
-                         "same job (|); the speed-up is eager / runtime." if latency else "no job measured latency"))
+    parts.append(figure_html("fig-latency", latency,
+                             "Median batch-1 latency of each job's runtime (bar) and of PyTorch eager measured in "
+                             "the same job (|); the speed-up is eager / runtime." if latency
+                             else "no job measured latency"))
+    if any(result.get("rollout") for result in results.values()):
+        parts.append(sweep_rollout_section(rows, results, labels, links or {}))
     return _page(title, "\n".join(parts))
-
-
-# -- rollout: the hook
-
-
-def rollout_section(rollout: dict[str, Any]) -> str:
-    """The ``rollout`` section of a job's page: per format, trajectories and the per-step action gap.
-
-    Rendered when ``result["rollout"]`` exists. The shape it reads (every key but ``formats`` optional)::
-
-        {"task": "pusht",                       # shown in the heading
-         "plane": ["x", "y"],                   # axis labels of the task plane
-         "formats": {"onnx": {"episodes": [     # one entry per format rolled out
-             {"seed": 0,                        # how the episode is named in the legend
-              "torch_xy":    [[x, y], ...],     # PyTorch eager's trajectory on the task plane, one point per step
-              "artifact_xy": [[x, y], ...],     # the artifact's, from the same initial state and seed
-              "action_gap":  [g0, g1, ...],     # per step: max |artifact action - PyTorch action|
-              "success": {"torch": True, "artifact": True}},
-             ...]}}}
-
-    Each format gives ``fig-rollout-<format>``: the trajectories (PyTorch solid, artifact dashed,
-    one colour per episode, start ○ and end ×) and the action gap per step on a log axis.
-
-    Example:
-        >>> episode = {"torch_xy": [[0, 0], [1, 1]], "artifact_xy": [[0, 0], [1, 1.01]], "action_gap": [1e-6, 2e-6]}
-        >>> 'id="fig-rollout-onnx"' in rollout_section({"formats": {"onnx": {"episodes": [episode]}}})
-        True
-    """
-    task = rollout.get("task")
-    plane = list(rollout.get("plane") or ["x", "y"])
-    parts = [f'<section id="rollout"><h2>Rollout{": " + _e(task) if task else ""}</h2>']
-    for name, record in (rollout.get("formats") or {}).items():
-        episodes = list((record or {}).get("episodes") or [])
-        parts.append(f"<h3>{_e(name)}</h3>")
-        parts.append(_figure(f"fig-rollout-{_slug(name)}", rollout_figure(episodes, plane) if episodes else None,
-                             _rollout_caption(name, episodes)))
-    parts.append("</section>")
-    return "\n".join(parts)
-
-
-def _rollout_caption(name: str, episodes: list[dict[str, Any]]) -> str:
-    if not episodes:
-        return f"no episode recorded for {name}"
-    gaps = [g for e in episodes for g in map(number, e.get("action_gap") or []) if g is not None]
-    text = f"{len(episodes)} episode(s) of PyTorch and of the {name} artifact from the same initial states"
-    if gaps:
-        text += f"; largest action gap {max(gaps):.2e}"
-    outcomes: list[dict[str, Any]] = [e["success"] for e in episodes if isinstance(e.get("success"), dict)]
-    if outcomes:
-        text += (f"; success PyTorch {sum(bool(o.get('torch')) for o in outcomes)}/{len(outcomes)}, "
-                 f"artifact {sum(bool(o.get('artifact')) for o in outcomes)}/{len(outcomes)}")
-    return text
 
 
 # -- the job's parts
@@ -250,16 +206,16 @@ def _job_header(result: dict[str, Any], policy: str, status: str) -> str:
         "total time": f"{total:.1f} s" if total is not None else None,
         "versions": ", ".join(f"{k} {v}" for k, v in (result.get("versions") or {}).items() if v) or None,
     }
-    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta.items() if v not in (None, ""))
-    parts = [f'<header id="job-header"><h1>{_e(policy)} <span class="badge {_e(status)}">{_e(status)}</span></h1>',
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in meta.items() if v not in (None, ""))
+    parts = [f'<header id="job-header"><h1>{escape(policy)} {badge(status, status)}</h1>',
              f'<dl class="meta">{rows}</dl>']
     if status != "ok" or result.get("error"):
         stage = result.get("stage_failed") or result.get("stage") or "?"
         error_kind = str(result.get("error_kind") or "")
         kind = f" ({error_kind})" if error_kind and not str(result.get("error") or "").startswith(error_kind) else ""
         exit_code = f", exit code {result['exit_code']}" if result.get("exit_code") else ""
-        parts.append(f'<p id="failure">✗ [{_e(stage)}]{_e(kind)} {_e(result.get("error") or "failed")}'
-                     f'{_e(exit_code)}</p>')
+        parts.append(f'<p id="failure">✗ [{escape(stage)}]{escape(kind)} {escape(result.get("error") or "failed")}'
+                     f'{escape(exit_code)}</p>')
     parts.append("</header>")
     return "\n".join(parts)
 
@@ -268,7 +224,7 @@ def _formats_table(result: dict[str, Any]) -> str:
     formats = result.get("formats") or {}
     head = ["format", "status", "precision", "runtime", "output", "max abs diff", "of max |output|", "cosine",
             "bound", "latency ms (b=1)", "speed-up vs eager", "size", "sha256"]
-    lines = ['<table id="formats-table"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead>"]
+    lines = ['<table id="formats-table"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead>"]
     lines.append("<tbody>")
     for name, record in formats.items():
         parity = record.get("parity") or {}
@@ -276,21 +232,21 @@ def _formats_table(result: dict[str, Any]) -> str:
         latency = record.get("latency") or {}
         status = str(record.get("status") or "")
         common = [name, status, record.get("precision", ""), record.get("runtime", "")]
-        tail = [_fmt(latency.get("runtime_ms"), "{:.3g}"), _fmt(latency.get("speedup"), "{:.2f}x"),
+        tail = [fmt(latency.get("runtime_ms"), "{:.3g}"), fmt(latency.get("speedup"), "{:.2f}x"),
                 human_size(int(record["size"])) if record.get("size") else "",
                 str((result.get("artifact_sha256") or {}).get(name) or "")[:12]]
         for index, (output, figures) in enumerate(parity.items() or [("", {})]):
             cells = [*(common if index == 0 else [""] * 4), output,
-                     _fmt(figures.get("max_abs_diff"), "{:.1e}"), _share(figures.get("share")),
-                     _fmt(figures.get("cosine"), "{:.6f}"), _bound_text({**figures, **tolerances.get(output, {})}),
+                     fmt(figures.get("max_abs_diff"), "{:.1e}"), _share(figures.get("share")),
+                     fmt(figures.get("cosine"), "{:.6f}"), _bound_text({**figures, **tolerances.get(output, {})}),
                      *(tail if index == 0 else [""] * 4)]
             numeric = {5, 6, 7, 9, 10, 11}
             row_class = "failed" if status == "failed" or figures.get("passed") is False else ""
             lines.append(f'<tr class="{row_class}">' + "".join(
-                f'<td{" class=num" if i in numeric else ""}>{_e(c)}</td>' for i, c in enumerate(cells)) + "</tr>")
+                f'<td{" class=num" if i in numeric else ""}>{escape(c)}</td>' for i, c in enumerate(cells)) + "</tr>")
             if record.get("error") and index == len(parity or {"": 0}) - 1:
-                lines.append(f'<tr class="failed"><td colspan="{len(head)}">✗ [{_e(record.get("stage"))}] '
-                             f"{_e(record['error'])}</td></tr>")
+                lines.append(f'<tr class="failed"><td colspan="{len(head)}">✗ [{escape(record.get("stage"))}] '
+                             f"{escape(record['error'])}</td></tr>")
     if not formats:
         lines.append(f'<tr><td colspan="{len(head)}" class="muted">no format was reached</td></tr>')
     lines.append("</tbody></table>")
@@ -333,20 +289,20 @@ def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
 
     numeric = {"max_abs_diff", "share", "cosine", "latency_ms", "speedup", "export_s", "size"}
     lines = ['<div class="scroll"><table id="summary-table"><thead><tr>'
-             + "".join(f"<th>{_e(h.replace(chr(92) + '|', '|'))}</th>" for h in HEADERS) + "</tr></thead><tbody>"]
+             + "".join(f"<th>{escape(h.replace(chr(92) + '|', '|'))}</th>" for h in HEADERS) + "</tr></thead><tbody>"]
     for row in rows:
         cells = []
         for column in COLUMNS:
-            text = _e(_cell(column, row.get(column)).replace("\\|", "|"))
+            text = escape(_cell(column, row.get(column)).replace("\\|", "|"))
             if column == "status":  # a badge, not summary.md's emoji (a headless or minimal system may lack the font)
                 status = str(row.get("status", ""))
                 label = STATUS_MARK.get(status, status).split(" ", 1)[-1]
-                text = f'<span class="badge {_e(status)}">{_e(label)}</span>'
+                text = badge(status, label)
             if column == "job" and row.get("job") in links:
-                text = f'<a href="{_e(links[row["job"]])}">{text}</a>'
+                text = f'<a href="{escape(links[row["job"]])}">{text}</a>'
             kind = "num" if column in numeric else "job" if column == "job" else ""
             cells.append(f'<td{f" class={kind}" if kind else ""}>{text}</td>')
-        lines.append(f'<tr class="{_e(row.get("status", ""))}">' + "".join(cells) + "</tr>")
+        lines.append(f'<tr class="{escape(row.get("status", ""))}">' + "".join(cells) + "</tr>")
     lines.append("</tbody></table></div>")
     return "\n".join(lines)
 
@@ -358,44 +314,13 @@ def _short_labels(jobs: list[str]) -> dict[str, str]:
     return {job: ",".join(p for p in items if p not in common) or job for job, items in parts.items()}
 
 
-def _svg(figure: Figure, element_id: str) -> str:
-    """The figure as inline SVG: text kept as text, no metadata, ids prefixed by ``element_id`` (unique per page)."""
-    import matplotlib
-
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": element_id}):
-        figure.savefig(buffer, format="svg", metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
-    text = buffer.getvalue()
-    text = re.sub(r'(\sid="|url\(#|href="#)', lambda m: f"{m.group(1)}{element_id}-", text[text.index("<svg"):])
-    return text.replace("<svg ", f'<svg role="img" aria-label="{_e(element_id)}" ', 1)
-
-
-def _figure(element_id: str, figure: Figure | None, caption: str) -> str:
-    if figure is None:
-        return f'<p id="{_e(element_id)}-missing" class="muted">{_e(caption)}</p>'
-    return f'<figure id="{_e(element_id)}">{_svg(figure, element_id)}<figcaption>{_e(caption)}</figcaption></figure>'
-
-
 def _page(title: str, body: str) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
             "img-src data:\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(title)}</title>\n<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
-
-
-def _fmt(value: Any, pattern: str) -> str:
-    parsed = number(value)
-    return "" if parsed is None else pattern.format(parsed)
+            f"<title>{escape(title)}</title>\n<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
 def _share(value: Any) -> str:
     parsed = number(value)
-    return "<0.01%" if parsed is not None and 0 < parsed < 5e-5 else _fmt(parsed, "{:.2%}")
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "format"
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    return "<0.01%" if parsed is not None and 0 < parsed < 5e-5 else fmt(parsed, "{:.2%}")

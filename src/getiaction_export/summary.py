@@ -3,8 +3,10 @@
 ``summary.json`` also holds the sweep's exit code, which the CLI exits with.
 
 One row per job and format (a ``format=all`` job gives one row per format it reached): status,
-opset, precision, parity (max abs diff, its share of the largest |output|, cosine), batch-1 latency
-of the runtime and its speed-up over PyTorch eager, size.
+opset, precision, parity (max abs diff, its share of the largest |output|, cosine), the physicalai
+check, the closed-loop rollout (``rollout=pusht``: the tracked state's largest gap from PyTorch's
+against its bound, ``4.20 px ≤ 16``), batch-1 latency of the runtime and its speed-up over PyTorch
+eager, size. A format beyond its rollout bound takes the job's status.
 
 It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
 (in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
@@ -17,11 +19,11 @@ Job folders are named after their overrides (``format.opset_version=14,policy=ac
 Example:
     >>> rows = [{"job": "opset=14", "policy": "dummy", "format": "onnx",
     ...          "opset": "14/14", "precision": "fp32", "exporter": "torchscript", "max_abs_diff": 1e-7,
-    ...          "share": 1e-7, "cosine": 1.0, "latency_ms": 0.012, "speedup": 3.52, "status": "ok", "export_s": 0.1,
-    ...          "size": "4.4 kB", "error": ""}]
+    ...          "share": 1e-7, "cosine": 1.0, "rollout": "4.20 px ≤ 16", "latency_ms": 0.012, "speedup": 3.52,
+    ...          "status": "ok", "export_s": 0.1, "size": "4.4 kB", "error": ""}]
     >>> cells = markdown_table(rows).splitlines()[2].split(" | ")
-    >>> cells[:3], cells[6:9], cells[10:13]
-    (['| opset=14', 'dummy', 'onnx'], ['1.0e-07', '0.00%', '1.000000'], ['0.012', '3.52x', '✅ ok'])
+    >>> cells[:3], cells[6:9], cells[10:14]
+    (['| opset=14', 'dummy', 'onnx'], ['1.0e-07', '0.00%', '1.000000'], ['4.20 px ≤ 16', '0.012', '3.52x', '✅ ok'])
 """
 
 from __future__ import annotations
@@ -37,15 +39,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.files import human_size
+from getiaction_export.html_rollout_figures import rollout_gap_text
 from getiaction_export.stages.report import RESULT_FILE
 
 log = logging.getLogger("getiaction_export")
 
 COLUMNS = ["job", "policy", "format", "opset", "precision", "exporter", "max_abs_diff", "share", "cosine",
-           "runtime_check", "latency_ms", "speedup", "status", "export_s", "size", "sha256", "error"]
+           "runtime_check", "rollout", "latency_ms", "speedup", "status", "export_s", "size", "sha256", "error"]
 HEADERS = ["job", "policy", "format", "opset req/saved", "precision", "exporter", "max abs diff",
-           "of max \\|output\\|", "cosine", "physicalai check", "latency ms (b=1)", "speed-up vs eager", "status",
-           "export s", "size", "sha256", "error"]
+           "of max \\|output\\|", "cosine", "physicalai check", "rollout gap", "latency ms (b=1)",
+           "speed-up vs eager", "status", "export s", "size", "sha256", "error"]
 STATUS_MARK = {"ok": "✅ ok", "parity": "❎ parity failed", "failed": "❌ failed", "crashed": "❌ crashed"}
 
 SUMMARY_FILE = "summary.json"
@@ -163,6 +166,8 @@ def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int,
     }
     # Every format the job reached has a record; a job that failed before any has only its own status.
     formats = result.get("formats") or {result.get("format", ""): {**result, "status": status}}
+    rollouts = {name: record for name, record in ((result.get("rollout") or {}).get("formats") or {}).items()
+                if isinstance(record, dict)}
     rows = []
     for format_name, record in formats.items():
         latency = record.get("latency") or {}
@@ -177,9 +182,11 @@ def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int,
             "share": _worst(record.get("parity") or {}, "share"),
             "cosine": _worst(record.get("parity") or {}, "cosine", min),
             "runtime_check": _runtime_cell(result.get("runtime_check") or {}, format_name),
+            "rollout": rollout_gap_text(rollouts[format_name]) if format_name in rollouts else "",
             "latency_ms": latency.get("runtime_ms"),
             "speedup": latency.get("speedup"),
-            "status": _status(record.get("status", status), record.get("error_kind", result.get("error_kind"))),
+            "status": status if (rollouts.get(format_name) or {}).get("passed") is False else
+            _status(record.get("status", status), record.get("error_kind", result.get("error_kind"))),
             "export_s": (record.get("timings") or result.get("timings") or {}).get("export"),
             "size": _human_size((result.get("artifact_sizes") or {}).get(format_name)),
             "sha256": str((result.get("artifact_sha256") or {}).get(format_name, ""))[:12],

@@ -9,12 +9,15 @@ from the DOM, each figure's rendered size, and a screenshot. A control page that
 fetches a URL checks that those are seen.
 
 The reports come from real jobs run here (a Dummy policy: ONNX, and a parity failure), so the
-figures hold measured parity and latency; the sweep report is built from their results.
+figures hold measured parity and latency; the sweep report is built from their results. The rollout
+pages come from real ``rollout=pusht`` jobs too (ACT fitted to PushT, one episode of 40 steps):
+``format=all`` with the checkpoint and ONNX, and ONNX fp16 held to a bound it cannot meet.
 
 Chromium comes from scripts/_browser.sh (scripts/test sources it; CHROMIUM may name another
 binary). Without it the tests are skipped, unless ``GETIACTION_REQUIRE_BROWSER=1`` (CI) makes
 that an error. ``python tests/getiaction_export/test_html_report.py JOB_DIR PNG`` saves the
-screenshot of a job's report (docs/report.png is one, of ``policy=act format=all``).
+screenshot of a job's report (docs/report.png is one, of ``policy=act format=all``); ``--section ID``
+only that part of it (docs/rollout.png: ``--section rollout`` of ``policy=act rollout=pusht format=all``).
 """
 
 from __future__ import annotations
@@ -39,16 +42,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
-from getiaction_export.html_report import (
-    REPORT_FILE,
-    job_report_html,
-    rollout_section,
-    write_job_report,
-    write_sweep_report,
-)
+from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec, policy_name
+from getiaction_export.html_report import REPORT_FILE, job_report_html, write_job_report, write_sweep_report
+from getiaction_export.html_rollout import rollout_section
+from getiaction_export.html_rollout_figures import gap_text
 from getiaction_export.job import run_export
-from getiaction_export.summary import job_rows
+from getiaction_export.preflight import CONFIG_MODULE
+from getiaction_export.summary import COLUMNS, job_rows
+from getiaction_export.validation import validate
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -162,8 +163,11 @@ class Chromium:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return dict(json.loads(message))
 
-    def load(self, path: Path, ids: tuple[str, ...] = (), width: int = 1200) -> PageLoad:
-        """Open ``path`` in a new tab: its console, requests, element ids, figure sizes and a full-page screenshot."""
+    def load(self, path: Path, ids: tuple[str, ...] = (), width: int = 1200, section: str | None = None) -> PageLoad:
+        """Open ``path`` in a new tab: its console, requests, element ids, figure sizes and a full-page screenshot.
+
+        With ``section`` (an element id) the screenshot is of that element only (with a small margin).
+        """
         url = Path(path).resolve().as_uri()
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -179,13 +183,22 @@ class Chromium:
                   f" boxes: Object.fromEntries({json.dumps(list(ids))}.map(id => {{"
                   " const s = document.querySelector('#' + CSS.escape(id) + ' svg');"
                   " const r = s ? s.getBoundingClientRect() : {width: 0, height: 0};"
-                  " return [id, [r.width, r.height]]; })), height: document.documentElement.scrollHeight})")
+                  " return [id, [r.width, r.height]]; })), height: document.documentElement.scrollHeight,"
+                  f" section: (() => {{ const e = document.getElementById({json.dumps(section or '')});"
+                  " if (!e) return null; const r = e.getBoundingClientRect();"
+                  " return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]; })()})")
         dom = json.loads(self.send("Runtime.evaluate", {"expression": script, "returnByValue": True},
                                    session)["result"]["value"])
         found.ids, found.boxes = dom["ids"], dom["boxes"]
-        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                    "clip": {"x": 0, "y": 0, "width": width, "height": dom["height"],
-                                                             "scale": 1}}, session)
+        clip = {"x": 0, "y": 0, "width": width, "height": dom["height"], "scale": 1}
+        if section:
+            if dom["section"] is None:
+                raise KeyError(f"no element #{section} in {url}")
+            left, top, box_width, box_height = dom["section"]
+            clip = {"x": max(left - 12, 0), "y": max(top - 8, 0), "width": min(box_width + 24, width),
+                    "height": box_height + 16, "scale": 1}
+        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip},
+                         session)
         found.screenshot = base64.b64decode(shot["data"])
         self.send("Target.closeTarget", {"targetId": target})
         for event in self.events[start:]:
@@ -262,6 +275,42 @@ def rows_and_results(sweep: Path) -> tuple[list[dict[str, Any]], dict[str, dict[
     return rows, results
 
 
+ROLLOUT_JOBS = {
+    # the checkpoint (bit-identical: every gap 0) and ONNX fp32 (gaps ~1e-5 px, bound 0.01 px)
+    "format.formats=[torch,onnx],format=all": ("format=all", "format.formats=[torch,onnx]"),
+    # ONNX fp16 drifts ~0.1 px in 40 steps: beyond a bound of 0.01 px, a failed rollout (exit code 4)
+    "format.precision=fp16,rollout.max_gap.fp16=0.01": ("format.precision=fp16", "+rollout.max_gap.fp16=0.01"),
+}
+ROLLOUT_QUICK = ("policy=act", "rollout=pusht", "rollout.episodes=1", "rollout.steps=40", "format.opset_version=17",
+                 "format.latency=false", "format.verify_batch_sizes=[1]", "format.num_random_inputs=1")
+
+
+def rollout_job(folder: Path, *overrides: str) -> dict[str, Any]:
+    """A real ``rollout=pusht`` job in-process, composed like the CLI composes it; its result.json dict."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*ROLLOUT_QUICK, *overrides])
+    GlobalHydra.instance().clear()
+    config = validate(cfg, policy_name(cfg))
+    job = {"num": len(list(folder.parent.iterdir())), "override_dirname": folder.name, "overrides": list(overrides)}
+    run_export(config, folder, echo=lambda line: None, job=job)
+    return dict(json.loads((folder / "result.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def rollout_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep folder of the two :data:`ROLLOUT_JOBS` (~5 s each here); each job writes its own report.html."""
+    root = tmp_path_factory.mktemp("rollout-sweep")
+    for name, overrides in ROLLOUT_JOBS.items():
+        folder = root / name
+        folder.mkdir()
+        rollout_job(folder, *overrides)
+    return root
+
+
 def assert_clean(page: PageLoad, ids: tuple[str, ...]) -> None:
     assert page.errors == [], page.errors
     assert page.outside_requests == [], page.outside_requests
@@ -305,8 +354,6 @@ def test_a_job_that_stopped_before_any_format_gets_a_report(browser: Chromium, t
 
 def test_the_sweep_report_has_the_summary_table_and_both_figures(browser: Chromium, sweep: Path) -> None:
     rows, results = rows_and_results(sweep)
-    from getiaction_export.summary import COLUMNS
-
     path = write_sweep_report(sweep, rows, results)
     assert path == sweep / REPORT_FILE
     page = browser.load(path, ids=("fig-parity", "fig-latency"))
@@ -315,9 +362,88 @@ def test_the_sweep_report_has_the_summary_table_and_both_figures(browser: Chromi
     assert html.count("<tr class=") == len(rows) and all(f">{row['sha256']}<" in html for row in rows)
     assert html.count("<th>") == len(COLUMNS)
     assert 'href="format.atol%3D0/report.html"' in html  # each job links to its own page, relative
+    assert "sweep-rollout" not in page.ids and "rollout-table" not in page.ids  # no job rolled out
 
 
-def test_rollout_figures_render_per_format(browser: Chromium, sweep: Path, tmp_path: Path) -> None:
+def rollout_rows(html: str) -> list[str]:
+    """The ``<tr>`` lines of the page's ``rollout-table`` body."""
+    table = html.split('id="rollout-table"', 1)[1].split("</tbody>", 1)[0]
+    return [line for line in table.splitlines() if line.startswith("<tr class=")]
+
+
+def test_a_rollout_job_report_has_the_table_and_a_figure_per_format(browser: Chromium, rollout_sweep: Path) -> None:
+    folder = rollout_sweep / "format.formats=[torch,onnx],format=all"
+    result = json.loads((folder / "result.json").read_text())
+    rollout = result["rollout"]
+    assert result["status"] == "ok" and rollout["status"] == "ok" and list(rollout["formats"]) == ["torch", "onnx"]
+    torch_run, onnx_run = rollout["formats"]["torch"], rollout["formats"]["onnx"]
+    assert torch_run["max_state_gap"] == 0.0 and 0 < onnx_run["max_state_gap"] <= onnx_run["max_gap"] == 0.01
+    assert len(onnx_run["episodes"][0]["state_gap"]) == 41  # the initial state and 40 steps
+
+    page = browser.load(folder / REPORT_FILE, ids=("fig-rollout-torch", "fig-rollout-onnx", "fig-parity"))
+    assert_clean(page, ("job-header", "formats-table", "rollout", "rollout-table", "fig-rollout-torch",
+                        "fig-rollout-onnx"))
+    for figure in ("fig-rollout-torch", "fig-rollout-onnx"):
+        width, height = page.boxes[figure]
+        assert 600 < width <= 1150 and 250 < height < 0.6 * width, (figure, width, height)  # wide, not tall
+    html = (folder / REPORT_FILE).read_text()
+    rows = rollout_rows(html)
+    assert len(rows) == 2 and all(row.startswith('<tr class="">') for row in rows)
+    assert ">torch<" in rows[0] and "0 px ≤ 0.01 px" in rows[0]
+    measured = f"{gap_text(onnx_run['max_state_gap'])} px ≤ 0.01 px"  # the job's own figure, as the page writes it
+    assert ">onnx<" in rows[1] and measured in rows[1] and onnx_run["driver"] in rows[1]
+    assert f"seed 0, step {onnx_run['worst']['step']}" in rows[1]
+    assert "every gap is 0: the artifact&#x27;s run is bit-identical" in html  # the checkpoint's caption
+    onnx_figure = html.split('id="fig-rollout-onnx"', 1)[1].split("</figure>", 1)[0]
+    assert "bound 0.01 px" in onnx_figure and "1 episode of 40 steps" in onnx_figure
+    assert f"max {gap_text(onnx_run['max_state_gap'])} px at step {onnx_run['worst']['step']}" in onnx_figure
+
+
+def test_a_failed_rollout_is_red_in_the_job_report(browser: Chromium, rollout_sweep: Path) -> None:
+    folder = rollout_sweep / "format.precision=fp16,rollout.max_gap.fp16=0.01"
+    result = json.loads((folder / "result.json").read_text())
+    record = result["rollout"]["formats"]["onnx"]
+    assert result["exit_code"] == 4 and result["stage_failed"] == "rollout", result["error"]
+    assert record["passed"] is False and record["max_state_gap"] > 0.01 and record["precision"] == "fp16"
+    assert record["max_gap_source"] == "rollout.max_gap.fp16"
+    page = browser.load(folder / REPORT_FILE, ids=("fig-rollout-onnx",))
+    assert_clean(page, ("job-header", "failure", "rollout", "rollout-table", "fig-rollout-onnx"))
+    html = (folder / REPORT_FILE).read_text()
+    (row,) = rollout_rows(html)
+    assert row.startswith('<tr class="failed">') and '<span class="badge failed">failed</span>' in row
+    assert f"{gap_text(record['max_state_gap'])} px &gt; 0.01 px" in row and "rollout.max_gap.fp16" in row
+    assert 'Rollout: pusht, closed loop against PyTorch <span class="badge failed">failed</span>' in html
+
+
+def test_the_sweep_report_compares_the_rollouts(browser: Chromium, rollout_sweep: Path) -> None:
+    rows, results = rows_and_results(rollout_sweep)
+    by_format = {(row["precision"], row["format"]): row for row in rows}
+    assert list(by_format) == [("fp32", "torch"), ("fp32", "onnx"), ("fp16", "onnx")]
+    fp16 = results["format.precision=fp16,rollout.max_gap.fp16=0.01"]["rollout"]["formats"]["onnx"]
+    assert by_format["fp32", "torch"]["rollout"] == "0 px ≤ 0.01"
+    assert by_format["fp16", "onnx"]["rollout"] == f"✗ {gap_text(fp16['max_state_gap'])} px > 0.01"
+    assert by_format["fp16", "onnx"]["status"] == "parity" and by_format["fp32", "onnx"]["status"] == "ok"
+    assert COLUMNS.index("rollout") == COLUMNS.index("runtime_check") + 1
+
+    path = write_sweep_report(rollout_sweep, rows, results)
+    page = browser.load(path, ids=("fig-sweep-rollout", "fig-parity"))
+    assert_clean(page, ("sweep-header", "summary-table", "fig-parity", "sweep-rollout", "fig-sweep-rollout",
+                        "rollout-table"))
+    width, height = page.boxes["fig-sweep-rollout"]
+    assert height < 0.6 * width, (width, height)
+    html = path.read_text()
+    assert "<th>rollout gap</th>" in html and f"✗ {gap_text(fp16['max_state_gap'])} px &gt; 0.01" in html
+    figure = html.split('id="fig-sweep-rollout"', 1)[1].split("</figure>", 1)[0]
+    assert "(0 at every step)" in figure  # the checkpoint: named in the legend, not drawn
+    assert figure.count("bound 0.01 px") == 1  # one label per distinct bound
+    assert "✗ format.precision=fp16,rollout.max_gap.fp16=0.01 · onnx" in figure
+    table = rollout_rows(html)
+    assert len(table) == 3 and [row.startswith('<tr class="failed">') for row in table] == [False, False, True]
+    assert 'href="format.precision%3Dfp16%2Crollout.max_gap.fp16%3D0.01/report.html"' in table[2]
+
+
+def test_a_partial_rollout_record_still_renders(browser: Chromium, sweep: Path, tmp_path: Path) -> None:
+    """Only trajectories and action gaps (no per-step state gap, bound or counts): drawn, and nothing fails."""
     result = json.loads((sweep / "format.atol=1e-05" / "result.json").read_text())
     rng = np.random.default_rng(0)
     steps = np.linspace(0, 1, 40)
@@ -331,8 +457,8 @@ def test_rollout_figures_render_per_format(browser: Chromium, sweep: Path, tmp_p
     result["rollout"] = {"task": "synthetic", "plane": ["x", "y"],
                          "formats": {"onnx": {"episodes": episodes}, "openvino int8": {"episodes": episodes[:1]}}}
     page = browser.load(write_job_report(tmp_path, result), ids=("fig-rollout-onnx", "fig-rollout-openvino-int8"))
-    assert_clean(page, ("rollout", "fig-rollout-onnx", "fig-rollout-openvino-int8", "fig-parity"))
-    assert "success PyTorch 3/3, artifact 2/3" in rollout_section(result["rollout"])
+    assert_clean(page, ("rollout", "rollout-table", "fig-rollout-onnx", "fig-rollout-openvino-int8", "fig-parity"))
+    assert "success PyTorch 3, artifact 2 of 3" in rollout_section(result["rollout"])
 
 
 def test_the_checks_see_console_errors_and_requests(browser: Chromium, tmp_path: Path) -> None:
@@ -360,8 +486,12 @@ def test_the_report_module_imports_neither_torch_nor_hydra() -> None:
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-def save_screenshot(job_dir: Path, png: Path, width: int = 1000) -> None:
-    """Screenshot of ``job_dir``'s report (written from its result.json), reduced to a small palette PNG."""
+def save_screenshot(job_dir: Path, png: Path, width: int = 1000, section: str | None = None) -> None:
+    """Screenshot of ``job_dir``'s report (written from its result.json), reduced to a small palette PNG.
+
+    ``section``: only that element of the page (docs/rollout.png is ``--section rollout`` of ``policy=act
+    rollout=pusht format=all``).
+    """
     from PIL import Image
 
     result = json.loads((job_dir / "result.json").read_text())
@@ -371,7 +501,7 @@ def save_screenshot(job_dir: Path, png: Path, width: int = 1000) -> None:
     assert binary, "no Chromium"
     chromium = Chromium(binary)
     try:
-        loaded = chromium.load(page, width=width)
+        loaded = chromium.load(page, width=width, section=section)
     finally:
         chromium.close()
     image = Image.open(io.BytesIO(loaded.screenshot)).convert("RGB").quantize(colors=64)
@@ -379,4 +509,12 @@ def save_screenshot(job_dir: Path, png: Path, width: int = 1000) -> None:
 
 
 if __name__ == "__main__":
-    save_screenshot(Path(sys.argv[1]), Path(sys.argv[2]))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Screenshot of a job's report.html (rendered from its result.json).")
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("--section", help="an element id (rollout, formats-table, ...): only that part of the page")
+    parser.add_argument("--width", type=int, default=1000)
+    arguments = parser.parse_args()
+    save_screenshot(arguments.job_dir, arguments.png, arguments.width, arguments.section)

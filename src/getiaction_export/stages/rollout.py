@@ -115,7 +115,8 @@ def rollout_record(state: JobState) -> dict[str, Any] | None:
     formats = {o.name: o.rollout for o in state.formats.values() if o.rollout is not None}
     reference = task.reference or []
     return {
-        "task": config.name, "adapter": config.adapter, "plane": list(adapter.plane), "unit": adapter.unit,
+        "task": config.name, "adapter": config.adapter, "tracked": adapter.tracked_name, "plane": list(adapter.plane),
+        "unit": adapter.unit,
         "episodes": config.episodes, "steps": config.steps, "seed": config.seed,
         "binding": dict(task.binding),
         "torch": {"success": sum(run.success for run in reference), "steps": [run.steps for run in reference],
