@@ -93,3 +93,19 @@ class NeedsMissing(Pendulum):
 
     name = "missing"
     requires = ("gymnasium", "no_such_simulator_here")
+
+
+class LeRobotNamed(Seeker):
+    """The Seeker under LeRobot's input names: ``observation.state`` and one camera ``observation.image``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sample_input = {"observation.state": self.sample_input["state"],
+                             "observation.image": self.sample_input["images"]}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward({"state": batch["observation.state"], "images": batch["observation.image"]})
+
+
+def make_lerobot_named() -> nn.Module:
+    return LeRobotNamed()

@@ -156,6 +156,19 @@ def test_another_gymnasium_task_is_one_adapter(cli, tmp_path: Path) -> None:
     assert "[rollout] ✓ onnx: pendulum tip within" in run.stdout
 
 
+def test_lerobot_input_names_are_fed_through_the_package(cli, tmp_path: Path) -> None:
+    """A camera input not named images[.cam] gets no to_float_tensor step in the package: the driver converts."""
+    run = cli("policy=module", "policy._target_=tests.getiaction_export.rollout_modules.make_lerobot_named",
+              "format.opset_version=17", "rollout=pusht", *QUICK, "hydra.run.dir=job", env=repo_on_path())
+    assert run.returncode == 0, run.output
+    result = read_json(tmp_path / "job" / "result.json")
+    assert result["rollout"]["binding"] == {"observation.state": "state", "observation.image": "images"}
+    manifest = read_json(tmp_path / "job" / "manifest.json")
+    assert "preprocessors" not in manifest["model"] or not manifest["model"]["preprocessors"]
+    record = result["rollout"]["formats"]["onnx"]
+    assert "physicalai select_action" in record["driver"] and record["max_state_gap"] < 1e-3
+
+
 # -- the modules, without the app
 
 
