@@ -17,7 +17,8 @@ Chromium comes from scripts/_browser.sh (scripts/test sources it; CHROMIUM may n
 binary). Without it the tests are skipped, unless ``GETIACTION_REQUIRE_BROWSER=1`` (CI) makes
 that an error. ``python tests/getiaction_export/test_html_report.py JOB_DIR PNG`` saves the
 screenshot of a job's report (docs/report.png is one, of ``policy=act format=all``); ``--section ID``
-only that part of it (docs/rollout.png: ``--section rollout`` of ``policy=act rollout=pusht format=all``).
+only that part of it (docs/rollout.png: ``--section rollout`` of ``policy=act rollout=pusht format=all
+format.formats=[onnx,openvino_int8]``).
 """
 
 from __future__ import annotations
@@ -490,7 +491,7 @@ def save_screenshot(job_dir: Path, png: Path, width: int = 1000, section: str | 
     """Screenshot of ``job_dir``'s report (written from its result.json), reduced to a small palette PNG.
 
     ``section``: only that element of the page (docs/rollout.png is ``--section rollout`` of ``policy=act
-    rollout=pusht format=all``).
+    rollout=pusht format=all format.formats=[onnx,openvino_int8]``).
     """
     from PIL import Image
 
