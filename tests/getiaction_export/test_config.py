@@ -31,7 +31,18 @@ def test_every_yaml_starts_with_its_launch_command_and_an_example_override() -> 
         assert lines[1].startswith("# example override:"), path
 
 
-@pytest.mark.parametrize("combo", list(itertools.product(*(options(g) for g in GROUPS))), ids="-".join)
+def combinations() -> list[tuple[str, ...]]:
+    """Every option of every group with every other; a task (rollout) with each policy only (it reads no other)."""
+    others = [g for g in GROUPS if g != "rollout"]
+    combos = [(*combo, "none") for combo in itertools.product(*(options(g) for g in others))]
+    first = {g: options(g)[0] for g in others}
+    combos += [(*(policy if g == "policy" else first[g] for g in others), task)
+               for policy in options("policy") for task in options("rollout") if task != "none"]
+    assert GROUPS[-1] == "rollout"
+    return combos
+
+
+@pytest.mark.parametrize("combo", combinations(), ids="-".join)
 def test_every_option_combination_composes_and_validates(combo: tuple[str, ...]) -> None:
     overrides = [f"{group}={option}" for group, option in zip(GROUPS, combo, strict=True)]
     if "random" in combo:  # a random sample needs its inputs spelled out
