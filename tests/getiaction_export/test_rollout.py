@@ -115,8 +115,8 @@ def test_a_policy_that_does_not_fit_the_task_is_refused_before_any_export(cli, t
     assert run.returncode == 2, run.output
     last = run.stderr.strip().splitlines()[-1]
     assert last == ("[rollout] ✗ rollout=pusht: the policy does not fit pusht: state (B, 14) vs (B, 2); images "
-                    "(B, 3, 64, 64) vs (B, 3, 96, 96) (policy=act and policy=diffusion are fitted by conf/fit/; set "
-                    "your policy's shapes to the task's)")
+                    "(B, 3, 64, 64) vs (B, 3, 96, 96) (set the policy's shapes to the task's; "
+                    "conf/fit/pusht_<policy>.yaml does it for a shipped policy)")
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == [".hydra", "export.log", "report.html",
                                                                     "result.json"]
 

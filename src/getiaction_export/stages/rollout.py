@@ -51,8 +51,8 @@ def fit_task(state: JobState) -> str:
     problems = fit_problems(inputs, list(action), adapter)
     if problems:
         raise ConfigError(f"rollout={rollout.name}: the policy does not fit {adapter.name}: {'; '.join(problems)} "
-                          "(policy=act and policy=diffusion are fitted by conf/fit/; set your policy's shapes to the "
-                          "task's)")
+                          f"(set the policy's shapes to the task's; conf/fit/{rollout.name}_<policy>.yaml does it for "
+                          "a shipped policy)")
     try:  # the task's own imports (gym-pusht's opencv needs libGL) fail here, before any export
         adapter.make_env().close()
     except (ImportError, OSError) as error:
