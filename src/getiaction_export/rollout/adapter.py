@@ -128,7 +128,7 @@ def bind_inputs(inputs: Mapping[str, Sequence[int]], shapes: Mapping[str, Sequen
     for name, shape in inputs.items():
         last = name.rsplit(".", 1)[-1]
         match = name if name in shapes else last if last in shapes else None
-        if match is None and len(shape) == 4 and len(cameras) == 1:  # the one camera, whatever the policy calls it
+        if match is None and len(shape) >= 4 and len(cameras) == 1:  # the one camera, whatever the policy calls it
             match = cameras[0]
         if match is None:
             offered = ", ".join(f"{k} {tuple(s)}" for k, s in shapes.items())

@@ -1,0 +1,95 @@
+"""``policy=lerobot rollout=pusht``: a LeRobot folder shaped for PushT, exported and driven in closed loop.
+
+PyTorch's runs are LeRobot's own pre-processor -> policy -> post-processor on raw observations
+(the parity reference); the ONNX package is driven through physicalai's ``select_action``, its
+camera (``observation.images.top``: no ``to_float_tensor`` step in the package) handed over as
+float frames. Runs in scripts/test-oldest's venv (LeRobot, gym-pusht).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.lerobot.test_lerobot import run_cli
+
+IMAGE = (3, 96, 96)
+
+
+def pusht_stats() -> dict[str, dict[str, torch.Tensor]]:
+    """PushT-like statistics: positions in pixels of the 512x512 workspace."""
+    position = {"mean": torch.full((2,), 256.0), "std": torch.full((2,), 128.0),
+                "min": torch.zeros(2), "max": torch.full((2,), 512.0)}
+    image = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25),
+             "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)}
+    return {"observation.state": position, "observation.images.top": image, "action": dict(position)}
+
+
+def save_pusht_policy(policy_cls: type, config: object, folder: Path) -> Path:
+    from lerobot.policies.factory import make_pre_post_processors
+
+    torch.manual_seed(0)
+    policy = policy_cls(config)
+    pre, post = make_pre_post_processors(config, dataset_stats=pusht_stats())
+    for part in (policy, pre, post):
+        part.save_pretrained(folder)
+    return folder
+
+
+def pusht_features() -> tuple[dict, dict]:  # type: ignore[type-arg]
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,)),
+              "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)}
+    return inputs, {"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))}
+
+
+@pytest.fixture(scope="module")
+def pusht_act(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lerobot.policies.act.configuration_act import ACTConfig
+    from lerobot.policies.act.modeling_act import ACTPolicy
+
+    inputs, outputs = pusht_features()
+    config = ACTConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
+                       chunk_size=10, n_action_steps=10, pretrained_backbone_weights=None, dim_model=32, n_heads=4,
+                       dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, latent_dim=8,
+                       n_vae_encoder_layers=1)
+    return save_pusht_policy(ACTPolicy, config, tmp_path_factory.mktemp("pusht_act"))
+
+
+def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_path: Path) -> None:
+    run = run_cli(f"policy.path={pusht_act}", "rollout=pusht", "rollout.steps=60", "format.opset_version=17",
+                  "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rollout = json.loads((tmp_path / "job" / "result.json").read_text())["rollout"]
+    assert rollout["binding"] == {"observation.state": "state", "observation.images.top": "images"}
+    record = rollout["formats"]["onnx"]
+    assert "physicalai select_action" in record["driver"]
+    assert record["passed"] and record["max_state_gap"] < 0.01  # fp32: LeRobot's inference and the package agree
+    assert [e["steps"] for e in record["episodes"]] == [{"torch": 60, "artifact": 60}] * 2
+    moved = record["episodes"][0]["torch_xy"]
+    assert moved[0] != moved[-1]  # the agent was driven somewhere
+
+
+def test_a_lerobot_policy_with_an_observation_history_is_refused_before_export(tmp_path: Path) -> None:
+    """Diffusion keeps (B, n_obs_steps, ...): PushT's adapter hands over one step, so the shapes differ."""
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    inputs, outputs = pusht_features()
+    config = DiffusionConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
+                             n_obs_steps=2, horizon=8, n_action_steps=4, drop_n_last_frames=3,
+                             pretrained_backbone_weights=None, crop_shape=(84, 84), use_group_norm=True,
+                             spatial_softmax_num_keypoints=8, down_dims=(16, 32), kernel_size=3, n_groups=4,
+                             diffusion_step_embed_dim=16, num_train_timesteps=100, num_inference_steps=5,
+                             noise_scheduler_type="DDIM")
+    folder = save_pusht_policy(DiffusionPolicy, config, tmp_path / "diffusion")
+    run = run_cli(f"policy.path={folder}", "rollout=pusht", "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "[rollout] ✗ rollout=pusht: the policy does not fit pusht: observation.state (B, 2, 2) vs (B, 2); "
+        "observation.images.top (B, 2, 3, 96, 96) vs (B, 3, 96, 96)")
+    assert not list((tmp_path / "job").glob("*.onnx"))
