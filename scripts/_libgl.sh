@@ -18,11 +18,16 @@ if "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('cv2'
         [ "${LIBGL_REQUIRED:-0}" = 1 ] && exit 1
     else
         echo "[libgl] installing Debian's libgl1 (opencv needs libGL.so.1)" >&2
-        if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libgl1 >&2
-        then  # a fresh machine may have no package lists yet
-            "${SUDO[@]}" apt-get update -q >&2
-            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libgl1 >&2
-        fi
-        "$PY" -c "import cv2" >&2
+        {
+            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libgl1 >&2 \
+            || {  # a fresh machine may have no package lists yet
+                "${SUDO[@]}" apt-get update -q >&2 &&
+                "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libgl1 >&2
+            }
+        } && "$PY" -c "import cv2" >&2 || {
+            echo "[libgl] could not make opencv import (apt-get install -y libgl1 by hand)" >&2
+            [ "${LIBGL_REQUIRED:-0}" = 1 ] && exit 1
+            true
+        }
     fi
 fi

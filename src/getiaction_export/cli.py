@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         root = None
     if multirun and root:  # each job says where the sweep stands (launchers' workers inherit the environment)
         os.environ[SWEEP_JOBS] = str(sweep_size(overrides))
+    else:  # left by an earlier multirun in this process (the API, in-process tests)
+        os.environ.pop(SWEEP_JOBS, None)
     sys.argv = [sys.argv[0], *pin_root(args, overrides, root, multirun)]
     interrupts.install()  # Ctrl-C and SIGTERM: clean up, record, exit 130
     try:

@@ -245,7 +245,8 @@ class RolloutSchema:
     """Import path of the task's :class:`~getiaction_export.rollout.adapter.TaskAdapter` class."""
     episodes: int = field(default=2, metadata={"min": 1})
     steps: int = field(default=300, metadata={"min": 1})
-    """Steps per episode (an episode that ends earlier in both runs stops there)."""
+    """Steps per episode at most: each run stops when its episode ends (PushT: the block on its goal), and the
+    gaps are compared over the steps both runs reached (``steps`` per run is recorded)."""
     seed: int = 0
     """Episode ``e`` starts from ``env.reset(seed=seed + e)`` in every run."""
     max_gap: dict[str, float] = field(default_factory=dict)

@@ -170,7 +170,6 @@ def sweep_latency_figure(rows: list[dict[str, Any]], results: dict[str, dict[str
     return figure
 
 
-
 def row_label(row: dict[str, Any], labels: dict[str, str]) -> str:
     label = labels.get(str(row["job"]), str(row["job"]))
     fmt = f"format={row['format']}"

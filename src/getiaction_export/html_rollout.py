@@ -183,7 +183,6 @@ def _rollout_caption(name: str, record: dict[str, Any], tracked: str, unit: str)
     return text
 
 
-
 def sweep_rollout_section(rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],
                            labels: dict[str, str], links: dict[str, str]) -> str:
     """``sweep-rollout``: the jobs' state gaps per step in one figure, and ``rollout-table``."""

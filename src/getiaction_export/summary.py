@@ -6,7 +6,7 @@ One row per job and format (a ``format=all`` job gives one row per format it rea
 opset, precision, parity (max abs diff, its share of the largest |output|, cosine), the physicalai
 check, the closed-loop rollout (``rollout=pusht``: the tracked state's largest gap from PyTorch's
 against its bound, ``4.20 px ≤ 16``), batch-1 latency of the runtime and its speed-up over PyTorch
-eager, size. A format beyond its rollout bound takes the job's status.
+eager, size. A format beyond its rollout bound failed its verification: status ``parity``.
 
 It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
 (in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
@@ -185,8 +185,7 @@ def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int,
             "rollout": rollout_gap_text(rollouts[format_name]) if format_name in rollouts else "",
             "latency_ms": latency.get("runtime_ms"),
             "speedup": latency.get("speedup"),
-            "status": status if (rollouts.get(format_name) or {}).get("passed") is False else
-            _status(record.get("status", status), record.get("error_kind", result.get("error_kind"))),
+            "status": _status(record.get("status", status), record.get("error_kind", result.get("error_kind"))),
             "export_s": (record.get("timings") or result.get("timings") or {}).get("export"),
             "size": _human_size((result.get("artifact_sizes") or {}).get(format_name)),
             "sha256": str((result.get("artifact_sha256") or {}).get(format_name, ""))[:12],

@@ -128,7 +128,7 @@ def validate(cfg: DictConfig, policy_name: str | None = None) -> ExportConfig:
         policy = None if cfg.get("checkpoint") else _policy(cfg.policy, errors)
         sample = _typed(InputSampleSchema, cfg.input_sample, "input_sample", errors)
         fmt = _format(cfg.format, errors)
-    rollout = _rollout(cfg.rollout, errors) if OmegaConf.select(cfg, "rollout") is not None else RolloutSchema()
+    rollout = _rollout(cfg.rollout, fmt, errors) if OmegaConf.select(cfg, "rollout") is not None else RolloutSchema()
     if errors:
         raise ConfigError((f"{len(errors)} config errors: " if len(errors) > 1 else "") + "; ".join(errors))
     assert app is not None and sample is not None and fmt is not None and rollout is not None  # no errors recorded
@@ -261,9 +261,11 @@ def _format(node: Any, errors: list[str]) -> Any:
     return fmt
 
 
-def _rollout(node: Any, errors: list[str]) -> RolloutSchema | None:
-    """``rollout``: a task needs its adapter and the ``[sim]`` packages; ``max_gap`` is keyed by precision."""
+def _rollout(node: Any, fmt: Any, errors: list[str]) -> RolloutSchema | None:
+    """``rollout``: a task needs its adapter and the ``[sim]`` packages; ``max_gap`` is keyed by precision, and
+    every precision the job exports has a bound (``rollout.max_gap`` or the adapter's)."""
     from getiaction.export.extras import missing_message
+    from getiaction_export.config import job_formats
 
     rollout = _typed(RolloutSchema, node, "rollout", errors)
     if rollout is None or not rollout.enabled:
@@ -289,6 +291,11 @@ def _rollout(node: Any, errors: list[str]) -> RolloutSchema | None:
         if not installed(module):
             errors.append(missing_message(f"rollout={rollout.name}", module))
             break
+    precisions = {str(getattr(schema, "precision", "fp32")) for _, schema in job_formats(fmt)} if fmt else set()
+    unbounded = sorted(p for p in precisions if p not in rollout.max_gap and p not in adapter.max_gap)
+    if unbounded:
+        errors.append(f"rollout.max_gap.{unbounded[0]}: {adapter.__name__} has no {unbounded[0]} bound; set "
+                      f"+rollout.max_gap.{unbounded[0]}=<largest gap in {adapter.unit or 'its unit'}>")
     return rollout
 
 

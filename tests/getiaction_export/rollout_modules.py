@@ -109,3 +109,9 @@ class LeRobotNamed(Seeker):
 
 def make_lerobot_named() -> nn.Module:
     return LeRobotNamed()
+
+
+class Unbounded(Pendulum):
+    """A task that sets no default bound: each precision's bound must come from rollout.max_gap."""
+
+    max_gap = {}  # noqa: RUF012

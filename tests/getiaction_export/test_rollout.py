@@ -128,11 +128,26 @@ def test_a_policy_that_does_not_fit_the_task_is_refused_before_any_export(cli, t
     ("rollout.adapter=getiaction_export.rollout.pusht.ENV_ID", "is not a TaskAdapter subclass"),
     ("rollout.adapter=tests.getiaction_export.rollout_modules.NeedsMissing",
      "rollout=pusht needs the no_such_simulator_here package: pip install no_such_simulator_here"),
+    ("rollout.adapter=PushT", "rollout.adapter: 'PushT' is not an import path (module.Class"),
+    ("rollout.adapter=getiaction_export.rollout.adapter.TaskAdapter", "defines make_env, observation and tracked"),
+    ("rollout.adapter=tests.getiaction_export.rollout_modules.Unbounded",
+     "rollout.max_gap.fp32: Unbounded has no fp32 bound; set +rollout.max_gap.fp32=<largest gap in m>"),
 ])
 def test_bad_rollout_settings_are_one_line_errors(cli, override: str, message: str) -> None:
     run = cli("rollout=pusht", override, env=repo_on_path())
     assert run.returncode == 2, run.output
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_a_static_batch_other_than_1_is_refused_before_any_export(cli, tmp_path: Path) -> None:
+    run = cli("policy=module", SEEKER, "input_sample=random", "+input_sample.inputs.state.shape=[2,2]",
+              "+input_sample.inputs.images.shape=[2,3,96,96]", "format.dynamic_batch=false", "rollout=pusht",
+              "hydra.run.dir=job", env=repo_on_path())
+    assert run.returncode == 2, run.output
+    assert run.stderr.strip().splitlines()[-1] == (
+        "[rollout] ✗ rollout=pusht: the robot loop feeds batch 1, but input 'state' is [2, 2] with "
+        "format.dynamic_batch=false; give a batch-1 input sample or set format.dynamic_batch=true")
+    assert not list((tmp_path / "job").glob("*.onnx"))
 
 
 def test_an_unknown_task_names_the_shipped_ones(cli) -> None:
@@ -207,6 +222,21 @@ def test_a_constant_action_offset_shows_as_a_state_gap() -> None:
     figures = compare(reference, shifted)
     assert figures["action_gap"][0] == pytest.approx(0.5, abs=1e-4)
     assert 0.05 < figures["max_state_gap"] < 40
+
+
+def test_a_nan_gap_fails_the_gate_and_a_nan_action_stops_the_episode() -> None:
+    from getiaction.errors import VerificationError
+    from getiaction_export.rollout.episodes import Run
+
+    reference = Run(tracked=[np.zeros(2)] * 3, actions=[np.zeros(2)] * 2, rewards=[0.0, 0.0])
+    broken = Run(tracked=[np.zeros(2), np.zeros(2), np.full(2, np.nan)], actions=[np.zeros(2)] * 2, rewards=[0.0] * 2)
+    assert np.isnan(compare(reference, broken)["max_state_gap"])  # max() would have said 0.0
+    task = PushT()
+    env = task.make_env()
+    with pytest.raises(VerificationError, match=r"the action at step 0 of episode seed 0 is not finite"):
+        run_episode(task, env, QueueDriver(seeker_runner(float("nan")), {"images"}),
+                    {"state": "state", "images": "images"}, 0, 5)
+    env.close()
 
 
 def test_queue_driver_plays_chunks_like_physicalai(tmp_path: Path) -> None:

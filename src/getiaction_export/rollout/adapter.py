@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -52,6 +53,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from getiaction.errors import ConfigError
+from getiaction_export.errors import first_line
 
 IMAGES = "images"
 
@@ -72,7 +74,8 @@ class TaskAdapter(ABC):
     unit: str = ""
     """The unit of :meth:`tracked` and of ``max_gap`` (``px``)."""
     max_gap: ClassVar[dict[str, float]] = {}
-    """Default per precision (fp32, fp16, int8): the largest tracked-state distance from PyTorch's run."""
+    """Default per precision (fp32, fp16, int8): the largest tracked-state distance from PyTorch's run. A job whose
+    precision has a bound neither here nor in ``rollout.max_gap`` is refused before it runs."""
 
     @abstractmethod
     def make_env(self) -> Any:
@@ -107,16 +110,19 @@ def adapter_class(path: str) -> type[TaskAdapter]:
         getiaction.errors.ConfigError: rollout.adapter: getiaction_export.rollout.pusht has no Nope
     """
     module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise ConfigError(f"rollout.adapter: {path!r} is not an import path (module.Class, e.g. "
+                          "getiaction_export.rollout.pusht.PushT)")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"rollout.adapter: cannot import {module_name or path!r} ({error})") from None
+    except Exception as error:  # a user's module may fail to import in any way: one line, not a traceback
+        raise ConfigError(f"rollout.adapter: cannot import {module_name!r} ({first_line(error)})") from None
     found = getattr(module, attribute, None)
     if found is None:
         raise ConfigError(f"rollout.adapter: {module_name} has no {attribute}")
-    if not (isinstance(found, type) and issubclass(found, TaskAdapter)):
-        raise ConfigError(f"rollout.adapter: {path} is not a TaskAdapter subclass "
-                          "(getiaction_export.rollout.adapter.TaskAdapter)")
+    if not (isinstance(found, type) and issubclass(found, TaskAdapter)) or inspect.isabstract(found):
+        raise ConfigError(f"rollout.adapter: {path} is not a TaskAdapter subclass that defines make_env, observation "
+                          "and tracked (getiaction_export.rollout.adapter.TaskAdapter)")
     return found
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from getiaction.errors import VerificationError
 from getiaction_export.rollout.adapter import TaskAdapter
 
 
@@ -54,8 +55,11 @@ def run_episode(adapter: TaskAdapter, env: Any, driver: Any, binding: Mapping[st
     obs, info = env.reset(seed=seed)
     driver.reset()
     run = Run(tracked=[adapter.tracked(obs, info)])
-    for _ in range(steps):
+    for step in range(steps):
         row = driver.select_action(robot_observation(adapter.observation(obs, info), binding))
+        if not np.all(np.isfinite(row)):
+            raise VerificationError(f"rollout: the action at step {step} of episode seed {seed} is not finite "
+                                    f"({np.asarray(row).tolist()})")
         obs, reward, terminated, truncated, info = env.step(adapter.action(row))
         run.actions.append(np.asarray(row, dtype=np.float64))
         run.rewards.append(float(reward))
@@ -78,8 +82,9 @@ def compare(reference: Run, candidate: Run) -> dict[str, Any]:
         "steps": {"torch": reference.steps, "artifact": candidate.steps},
         "state_gap": state_gap,
         "action_gap": action_gap,
-        "max_state_gap": max(state_gap, default=0.0),
-        "max_action_gap": max(action_gap, default=0.0),
+        # np.max, not max(): a NaN gap must reach the gate (max() skips NaN after a first finite value)
+        "max_state_gap": float(np.max(state_gap)) if state_gap else 0.0,
+        "max_action_gap": float(np.max(action_gap)) if action_gap else 0.0,
         "reward": {"torch": _total(reference.rewards), "artifact": _total(candidate.rewards)},
         "max_reward": {"torch": max(reference.rewards, default=0.0), "artifact": max(candidate.rewards, default=0.0)},
         "success": {"torch": reference.success, "artifact": candidate.success},

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from getiaction.export.atomic import atomic_write_text
-from getiaction_export.stages.rollout import rollout_record
 from getiaction_export.state import FormatOutcome, JobState
 
 RESULT_FILE = "result.json"
@@ -51,6 +50,8 @@ def _finite(value: Any) -> Any:
 
 def render_result(state: JobState) -> dict[str, Any]:
     """The whole ``result.json`` of a job (finished or failed) from its state."""
+    from getiaction_export.stages.rollout import rollout_record  # here: the CLI imports this module, keep it light
+
     failure, reached = state.failure, [o for o in state.formats.values() if o.status != "pending"]
     promoted = state.promoted()
     fmt = state.config.format

@@ -18,6 +18,7 @@ so small errors can compound. With ``rollout=<task>``:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -48,6 +49,11 @@ def fit_task(state: JobState) -> str:
     adapter = adapter_class(rollout.adapter)()
     action = torch_runner(built.module, built.call_style)(sample)[0].shape
     inputs = {name: list(tensor.shape) for name, tensor in sample.items()}
+    fixed = [(name, shape) for name, shape in inputs.items() if shape and shape[0] != 1]
+    if fixed and getattr(state.config.format, "dynamic_batch", True) is False:
+        name, shape = fixed[0]
+        raise ConfigError(f"rollout={rollout.name}: the robot loop feeds batch 1, but input {name!r} is {shape} with "
+                          "format.dynamic_batch=false; give a batch-1 input sample or set format.dynamic_batch=true")
     problems = fit_problems(inputs, list(action), adapter)
     if problems:
         raise ConfigError(f"rollout={rollout.name}: the policy does not fit {adapter.name}: {'; '.join(problems)} "
@@ -77,24 +83,32 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     bound, source = ((config.max_gap[precision], f"rollout.max_gap.{precision}") if precision in config.max_gap
                      else (adapter.max_gap.get(precision, 0.0), f"{adapter.name} default"))
     started = time.perf_counter()
-    with ExitStack() as stack:
-        driver, how = _driver(state, outcome, stack)
-        runs = _episodes(state, task, driver, f"[rollout] {outcome.name}")
+    how = None
+    try:
+        with ExitStack() as stack:
+            driver, how = _driver(state, outcome, stack)
+            runs = _episodes(state, task, driver, f"[rollout] {outcome.name}")
+    except Exception as error:  # recorded, so result.json's rollout says this format failed, and why
+        outcome.rollout = {"driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound,
+                           "max_gap_source": source, "passed": False, "error": first_line(error), "episodes": []}
+        raise
     episodes = [{"seed": config.seed + index, **_rounded(compare(reference, run)), "torch_xy": _points(reference),
                  "artifact_xy": _points(run)} for index, (reference, run) in enumerate(zip(task.reference, runs,
                                                                                             strict=True))]
-    worst = max(episodes, key=lambda e: e["max_state_gap"])
+    worst = max(episodes, key=lambda e: (not math.isfinite(e["max_state_gap"]), _finite_or_0(e["max_state_gap"])))
     gap = worst["max_state_gap"]
     outcome.rollout = {
         "driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound, "max_gap_source": source,
         "max_state_gap": gap, "max_action_gap": max(e["max_action_gap"] for e in episodes),
         "worst": {"seed": worst["seed"], "step": int(np.argmax(worst["state_gap"]))},
         "success": {side: sum(e["success"][side] for e in episodes) for side in ("torch", "artifact")},
-        "passed": gap <= bound, "seconds": round(time.perf_counter() - started, 3), "episodes": episodes,
+        "passed": math.isfinite(gap) and gap <= bound, "seconds": round(time.perf_counter() - started, 3),
+        "episodes": episodes,
     }
     record = outcome.rollout
     unit = f" {adapter.unit}" if adapter.unit else ""
-    summary = (f"{outcome.name}: {adapter.tracked_name} within {gap:.2e}{unit} of PyTorch's over {len(runs)} episodes "
+    summary = (f"{outcome.name}: {adapter.tracked_name} within {gap:.2e}{unit} of PyTorch's over "
+               f"{_episodes_text(runs)} "
                f"({sum(r.steps for r in runs)} steps; bound {bound:g}{unit} for {precision}), max action gap "
                f"{record['max_action_gap']:.2e}, success PyTorch {record['success']['torch']}/{len(runs)}, "
                f"{outcome.name} {record['success']['artifact']}/{len(runs)} ({how})")
@@ -137,7 +151,7 @@ def _reference(state: JobState, task: Rollout, echo: Callable[[str], None]) -> N
     task.reference = _episodes(state, task, driver, "[rollout] PyTorch")
     task.seconds = time.perf_counter() - started
     steps = sum(run.steps for run in task.reference)
-    echo(f"[rollout] ✓ PyTorch eager: {len(task.reference)} episodes of {task.adapter.name}, {steps} steps, "
+    echo(f"[rollout] ✓ PyTorch eager: {_episodes_text(task.reference)} of {task.adapter.name}, {steps} steps, "
          f"{driver.runs} policy runs, success {sum(r.success for r in task.reference)}/{len(task.reference)}  "
          f"{task.seconds:.2f} s")
 
@@ -170,6 +184,14 @@ def _driver(state: JobState, outcome: FormatOutcome, stack: ExitStack) -> tuple[
     if outcome.runner is None:
         raise VerificationError(f"rollout: {outcome.name} has no verified runtime to drive")
     return QueueDriver(outcome.runner, task.cameras), f"{outcome.runtime} behind a select_action queue"
+
+
+def _finite_or_0(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _episodes_text(runs: list[Run]) -> str:
+    return f"{len(runs)} episode{'' if len(runs) == 1 else 's'}"
 
 
 def _rounded(figures: dict[str, Any]) -> dict[str, Any]:
