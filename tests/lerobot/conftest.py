@@ -39,40 +39,49 @@ def _features() -> tuple[dict, dict]:  # type: ignore[type-arg]
     return inputs, {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION,))}
 
 
-def _save(policy_cls: type, config: object, folder: Path) -> Path:
+def save_policy(policy_cls: type, config: object, folder: Path, stats: dict | None = None) -> Path:  # type: ignore[type-arg]
+    """Seeded weights, saved with pre/post-processors for ``stats`` (default :func:`dataset_stats`)."""
     from lerobot.policies.factory import make_pre_post_processors
 
     torch.manual_seed(0)
     policy = policy_cls(config)
-    pre, post = make_pre_post_processors(config, dataset_stats=dataset_stats())
+    pre, post = make_pre_post_processors(config, dataset_stats=stats or dataset_stats())
     for part in (policy, pre, post):
         part.save_pretrained(folder)
     return folder
 
 
+def small_act(inputs: dict, outputs: dict, chunk_size: int = 8) -> object:  # type: ignore[type-arg]
+    """A tiny ACTConfig (no pretrained backbone) for the given features."""
+    from lerobot.policies.act.configuration_act import ACTConfig
+
+    return ACTConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
+                     chunk_size=chunk_size, n_action_steps=chunk_size, pretrained_backbone_weights=None, dim_model=32,
+                     n_heads=4, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, latent_dim=8,
+                     n_vae_encoder_layers=1)
+
+
+def small_diffusion(inputs: dict, outputs: dict, **overrides: object) -> object:  # type: ignore[type-arg]
+    """A tiny DiffusionConfig (2 observation steps, center crop 84 of 96 as in PushT) for the given features."""
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+    return DiffusionConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
+                           n_obs_steps=2, horizon=8, n_action_steps=4, drop_n_last_frames=3,
+                           pretrained_backbone_weights=None, crop_shape=(84, 84), use_group_norm=True,
+                           spatial_softmax_num_keypoints=8, down_dims=(16, 32), kernel_size=3, n_groups=4,
+                           diffusion_step_embed_dim=16, num_train_timesteps=100, num_inference_steps=5, **overrides)
+
+
 @pytest.fixture(scope="session")
 def act_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
 
-    inputs, outputs = _features()
-    config = ACTConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
-                       chunk_size=8, n_action_steps=8, pretrained_backbone_weights=None, dim_model=32, n_heads=4,
-                       dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, latent_dim=8,
-                       n_vae_encoder_layers=1)
-    return _save(ACTPolicy, config, tmp_path_factory.mktemp("act"))
+    return save_policy(ACTPolicy, small_act(*_features()), tmp_path_factory.mktemp("act"))
 
 
 @pytest.fixture(scope="session")
 def diffusion_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Trained with DDPM (LeRobot's default), center crop 84 of 96 as in PushT."""
-    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    """Trained with DDPM (LeRobot's default)."""
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
-    inputs, outputs = _features()
-    config = DiffusionConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
-                             n_obs_steps=2, horizon=8, n_action_steps=4, drop_n_last_frames=3,
-                             pretrained_backbone_weights=None, crop_shape=(84, 84), use_group_norm=True,
-                             spatial_softmax_num_keypoints=8, down_dims=(16, 32), kernel_size=3, n_groups=4,
-                             diffusion_step_embed_dim=16, num_train_timesteps=100, num_inference_steps=5)
-    return _save(DiffusionPolicy, config, tmp_path_factory.mktemp("diffusion"))
+    return save_policy(DiffusionPolicy, small_diffusion(*_features()), tmp_path_factory.mktemp("diffusion"))

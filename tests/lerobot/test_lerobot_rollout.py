@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.lerobot.conftest import save_policy, small_act, small_diffusion
 from tests.lerobot.test_lerobot import run_cli
 
 IMAGE = (3, 96, 96)
@@ -28,17 +29,6 @@ def pusht_stats() -> dict[str, dict[str, torch.Tensor]]:
     return {"observation.state": position, "observation.images.top": image, "action": dict(position)}
 
 
-def save_pusht_policy(policy_cls: type, config: object, folder: Path) -> Path:
-    from lerobot.policies.factory import make_pre_post_processors
-
-    torch.manual_seed(0)
-    policy = policy_cls(config)
-    pre, post = make_pre_post_processors(config, dataset_stats=pusht_stats())
-    for part in (policy, pre, post):
-        part.save_pretrained(folder)
-    return folder
-
-
 def pusht_features() -> tuple[dict, dict]:  # type: ignore[type-arg]
     from lerobot.configs.types import FeatureType, PolicyFeature
 
@@ -49,15 +39,10 @@ def pusht_features() -> tuple[dict, dict]:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def pusht_act(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
 
-    inputs, outputs = pusht_features()
-    config = ACTConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
-                       chunk_size=10, n_action_steps=10, pretrained_backbone_weights=None, dim_model=32, n_heads=4,
-                       dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, latent_dim=8,
-                       n_vae_encoder_layers=1)
-    return save_pusht_policy(ACTPolicy, config, tmp_path_factory.mktemp("pusht_act"))
+    return save_policy(ACTPolicy, small_act(*pusht_features(), chunk_size=10), tmp_path_factory.mktemp("pusht_act"),
+                       pusht_stats())
 
 
 def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_path: Path) -> None:
@@ -76,17 +61,10 @@ def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_pat
 
 def test_a_lerobot_policy_with_an_observation_history_is_refused_before_export(tmp_path: Path) -> None:
     """Diffusion keeps (B, n_obs_steps, ...): PushT's adapter hands over one step, so the shapes differ."""
-    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
-    inputs, outputs = pusht_features()
-    config = DiffusionConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
-                             n_obs_steps=2, horizon=8, n_action_steps=4, drop_n_last_frames=3,
-                             pretrained_backbone_weights=None, crop_shape=(84, 84), use_group_norm=True,
-                             spatial_softmax_num_keypoints=8, down_dims=(16, 32), kernel_size=3, n_groups=4,
-                             diffusion_step_embed_dim=16, num_train_timesteps=100, num_inference_steps=5,
-                             noise_scheduler_type="DDIM")
-    folder = save_pusht_policy(DiffusionPolicy, config, tmp_path / "diffusion")
+    config = small_diffusion(*pusht_features(), noise_scheduler_type="DDIM")
+    folder = save_policy(DiffusionPolicy, config, tmp_path / "diffusion", pusht_stats())
     run = run_cli(f"policy.path={folder}", "rollout=pusht", "hydra.run.dir=job", cwd=tmp_path)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith(
