@@ -14,6 +14,13 @@ Activation ranges are the min/max over all calibration inputs (NNCF's default av
 input's own min/max, which clips small tensors such as a batch-1 state: the Dummy policy 24% off
 with it, 7% without; diffusion 6.7% -> 6.3%; ACT 1.0% -> 0.9%).
 
+The weights are quantized to 7 bits in every layer (NNCF's ``OverflowFix.ENABLE``, :data:`OVERFLOW_FIXES`),
+so the IR holds on any x86 CPU. A CPU without VNNI (AVX2 only) multiplies u8 x s8 pairs with
+``vpmaddubsw``, whose 16-bit sums saturate for full 8-bit weights; NNCF's default fix covers the first
+layer only. Measured on ACT (100 calibration rows; benchmarks/RESULTS.md, "INT8 on both CPU kinds"):
+without VNNI (an AVX2-only EPYC, or OpenVINO capped with ``ONEDNN_MAX_CPU_ISA=AVX2``) 11-12% of the
+largest |action| off with the default fix, 1.3-2.0% with ``enable``; with VNNI 1.25% -> 2.2% (the cost).
+
 nncf is an optional extra: ``pip install 'getiaction-export[int8]'``.
 
 Example:
@@ -47,6 +54,9 @@ from getiaction.export.openvino import RT_INFO_SECTION, atomic_ir, openvino_modu
 
 MODEL_TYPES = ("auto", "transformer", "default")
 """``auto``: ``transformer`` when the graph has a MatMul, else NNCF's default (see the module doc)."""
+OVERFLOW_FIXES = ("enable", "first_layer", "disable")
+"""NNCF's overflow fix: 7-bit weights in every layer (``enable``, portable), the first layer only (NNCF's
+default: exact on VNNI CPUs, saturates on AVX2-only ones), or none."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class Int8Result:
     seconds: float
     quantized_ops: int
     """FakeQuantize operations in the result (0 would mean nothing was quantized)."""
+    overflow_fix: str = "enable"
+    """NNCF's overflow fix used (:data:`OVERFLOW_FIXES`)."""
 
 
 def choose_model_type(model: Any, requested: str = "auto") -> tuple[str, str]:
@@ -83,6 +95,7 @@ def quantize_openvino(
     calibration: Sequence[Mapping[str, np.ndarray]],
     *,
     model_type: str = "auto",
+    overflow_fix: str = "enable",
 ) -> Int8Result:
     """Quantize the f32 IR ``source`` with NNCF on ``calibration`` (inputs by name) into ``path``.
 
@@ -93,6 +106,8 @@ def quantize_openvino(
     ov = openvino_module("precision=int8")
     nncf = require("nncf", "precision=int8")
     path = Path(path)
+    if overflow_fix not in OVERFLOW_FIXES:
+        raise ConfigError(f"overflow_fix: {overflow_fix!r} is not valid; use one of {list(OVERFLOW_FIXES)}")
     if not calibration:
         raise ConfigError("calibration: no inputs to calibrate INT8 on; give at least one")
     model = ov.Core().read_model(str(source))
@@ -101,7 +116,7 @@ def quantize_openvino(
     unknown = sorted(set(calibration[0]) - set(names))
     if unknown:
         raise ConfigError(f"calibration: input {unknown[0]!r} is not an input of the model; inputs: {sorted(names)}")
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     started = time.perf_counter()
@@ -114,17 +129,19 @@ def quantize_openvino(
                 # the range of every calibration input, not the mean of each input's own min/max (NNCF's
                 # default), which clips small batch-1 tensors: the Dummy policy 24% -> 7% off, ACT unchanged
                 advanced_parameters=AdvancedQuantizationParameters(
-                    activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX),
+                    activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+                    overflow_fix=OverflowFix[overflow_fix.upper()]),
             )
     except Exception as error:  # NNCF raises its own untyped errors
         raise ExportError(f"NNCF could not quantize the model: {_cause(error)}") from error
     seconds = time.perf_counter() - started
     quantized.set_rt_info("int8", [RT_INFO_SECTION, "getiaction.precision"])
     quantized.set_rt_info(chosen, [RT_INFO_SECTION, "getiaction.int8_model_type"])
+    quantized.set_rt_info(overflow_fix, [RT_INFO_SECTION, "getiaction.int8_overflow_fix"])
     with atomic_ir(path) as temp_xml:
         ov.save_model(quantized, str(temp_xml), compress_to_fp16=False)
     count = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
-    return Int8Result(path, chosen, reason, len(calibration), round(seconds, 3), count)
+    return Int8Result(path, chosen, reason, len(calibration), round(seconds, 3), count, overflow_fix)
 
 
 def _cause(error: BaseException) -> str:

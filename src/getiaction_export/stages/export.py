@@ -99,8 +99,10 @@ def quantize(state: JobState, outcome: FormatOutcome, f32_ir: Any) -> str:
     assert state.sample is not None and state.graph is not None
     calibration = outcome.schema.calibration
     rows, record = calibration_rows(calibration, state.sample, state.graph.input_names)
-    result = quantize_openvino(f32_ir, outcome.staged[0], rows, model_type=calibration.model_type)
+    result = quantize_openvino(f32_ir, outcome.staged[0], rows, model_type=calibration.model_type,
+                               overflow_fix=calibration.overflow_fix)
     record.update(model_type=result.model_type, model_type_reason=result.model_type_reason,
+                  overflow_fix=result.overflow_fix,
                   seconds=result.seconds, quantized_ops=result.quantized_ops)
     outcome.details["int8"] = record
     fewer = (f" (the file has {record['samples']} of the {record['requested']} asked for)"
