@@ -39,6 +39,9 @@ class ExitCode(IntEnum):
     """``reproduce``: a re-run gave different bytes."""
     NOT_DEPLOYABLE = 6
     """``deploy_check``: the folder is not a package the runtime runs as intended."""
+    PARTIAL = 7
+    """``format=all``: the float32 artifacts were verified and packaged, but a reduced-precision one the user
+    did not ask for by name (``openvino_int8``) failed its gate and was left out."""
     INTERRUPTED = 130
     """Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 

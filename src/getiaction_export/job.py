@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from getiaction.errors import ConfigError, ForwardError, GetiActionError
+from getiaction.errors import ConfigError, ForwardError, GetiActionError, VerificationError
 from getiaction.export.atomic import prepare_parent
 from getiaction.export.extras import missing_message
 from getiaction.export.versions import package_versions
@@ -104,6 +104,22 @@ def run_config(cfg: Any, out_dir: Path, job: dict[str, Any] | None = None) -> Jo
     return run_export(dataclasses.replace(config, output_dir=None), out_dir, identity=identity, job=job)
 
 
+def best_effort(fmt: Any, outcome: FormatOutcome) -> bool:
+    """Whether a failed gate leaves ``outcome`` out instead of failing the job: ``format=all`` with its default
+    format list, for a precision other than the one ``format.precision`` asked for (``openvino_int8``).
+
+    Example:
+        >>> from getiaction_export.config import OpenVINOFormatSchema
+        >>> int8 = FormatOutcome("openvino_int8", OpenVINOFormatSchema(precision="int8"), staged=[], final=[])
+        >>> best_effort(AllFormatSchema(), int8), best_effort(AllFormatSchema(formats=["openvino_int8"]), int8)
+        (True, False)
+        >>> best_effort(OpenVINOFormatSchema(precision="int8"), int8)
+        False
+    """
+    return (isinstance(fmt, AllFormatSchema) and fmt.formats is None
+            and outcome.precision != str(fmt.precision))
+
+
 def run_export(
     config: ExportConfig, out_dir: Path, echo: Callable[[str], None] | None = None,
     identity: dict[str, Any] | None = None, job: dict[str, Any] | None = None,
@@ -165,7 +181,13 @@ class ExportJob:
                 fed = fit_task(state)
             self._done("rollout", f"the policy fits {config.rollout.name}: {fed}")
         for outcome in state.formats.values():
-            self._format(outcome)
+            try:
+                self._format(outcome)
+            except VerificationError as error:
+                if not best_effort(config.format, outcome):
+                    raise
+                self.console.failed(state.stage, f"{outcome.name} left out: {one_line(error)} (format=all adds "
+                                                 f"{outcome.precision} only where it verifies; the job goes on)")
 
     def _format(self, outcome: FormatOutcome) -> None:
         """One format: its own steps, then the package check, promotion and manifest."""
@@ -355,7 +377,7 @@ class ExportJob:
         else:
             self._html_report(report)
             if state.failure is None:
-                written = [f"{o.final[0]} ({human_size(o.size)})" for o in state.formats.values()]
+                written = [f"{o.final[0]} ({human_size(o.size)})" for o in state.promoted()]
                 self.console.done("report", f"{', '.join(written)}; report {path}")
         failure = state.failure
         return JobResult(state.status, int(state.exit_code), failure.message if failure else None,

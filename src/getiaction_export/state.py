@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from getiaction.export.onnx import OnnxExportResult
     from getiaction_export.config import ExportConfig
     from getiaction_export.errors import Failure
+    from getiaction_export.fp32_bound import Float64Reference
     from getiaction_export.parity import ParityReport
     from getiaction_export.rollout.adapter import TaskAdapter
     from getiaction_export.rollout.episodes import Run
@@ -98,7 +99,8 @@ class Verification:
     cases: Cases
     reference: TorchReference
     tolerances: dict[str, dict[str, Any]]
-    """``{output: {atol, rtol, max_share, min_cosine, source}}``."""
+    """``{output: {atol, rtol, max_share, min_cosine, source}}``; a fitted fp32 bound adds how it was derived
+    (:func:`getiaction_export.fp32_bound.fitted`)."""
     dynamic: bool
 
     def bounds(self) -> dict[str, Tolerance]:
@@ -193,6 +195,8 @@ class JobState:
     torch_latency: tuple[float, int] | None = None
     """PyTorch eager's batch-1 median (ms) and run count, measured once, shared by every runtime."""
     reference: TorchReference | None = None
+    exact: Float64Reference | None = None
+    """PyTorch's reference in float64, run once per job when an fp32 bound is fitted (:mod:`~getiaction_export.fp32_bound`)."""
     simplify: dict[str, Any] | None = None
     runtime_check_skipped: str | None = None
     """Why the physicalai check did not run (``None``: it ran, or no format is a package)."""
@@ -202,11 +206,20 @@ class JobState:
 
     @property
     def status(self) -> str:
-        return "failed" if self.failure else "ok"
+        """``failed``, ``partial`` (a best-effort format was left out: :meth:`left_out`) or ``ok``."""
+        if self.failure:
+            return "failed"
+        return "partial" if self.left_out() else "ok"
 
     @property
     def exit_code(self) -> ExitCode:
-        return self.failure.exit_code if self.failure else ExitCode.OK
+        if self.failure:
+            return self.failure.exit_code
+        return ExitCode.PARTIAL if self.left_out() else ExitCode.OK
+
+    def left_out(self) -> list[FormatOutcome]:
+        """Formats that failed while the job went on (``format=all``'s best-effort reduced precision)."""
+        return [outcome for outcome in self.formats.values() if outcome.status == "failed"]
 
     def scratch(self, name: str) -> Path:
         """A hidden working file of the job (:data:`SCRATCH`), removed when the job ends."""

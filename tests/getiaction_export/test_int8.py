@@ -137,3 +137,28 @@ def test_reduced_precision_bounds_layer_field_by_field() -> None:
     assert (chosen["atol"], chosen["rtol"], chosen["max_share"]) == (0.05, 0.0, 0.1)
     chosen = tolerances(OpenVINOFormatSchema(output_tolerances={"action": ToleranceSchema(min_cosine=0.99)}), "action")
     assert (chosen["atol"], chosen["min_cosine"], chosen["source"]) == (1e-5, 0.99, "format.output_tolerances.action")
+
+
+def test_format_all_leaves_out_an_int8_ir_that_fails_its_gate_and_keeps_the_fp32_package(cli, tmp_path: Path) -> None:
+    run = cli("policy=module", OUTLIER, "format=all", "format.latency=false", "output_dir=all", env=repo_on_path())
+    assert run.returncode == ExitCode.PARTIAL, run.output
+    job = tmp_path / "all"
+    result = read_json(job / "result.json")
+    assert result["status"] == "partial" and result["error_kind"] == "partial" and result["exit_code"] == 7
+    assert result["error"].startswith("format=all left out openvino_int8 (parity failed (OpenVINO vs PyTorch)")
+    int8 = result["formats"]["openvino_int8"]
+    assert int8["status"] == "failed" and int8["parity"]["action"]["share"] > 0.2
+    assert "openvino_int8" not in result["artifacts"] and not (job / "make_outlier_int8.xml").exists()
+    assert not (job / "make_outlier_int8.bin").exists()
+    assert {"torch", "onnx", "openvino"} <= set(result["artifacts"])  # the fp32 artifacts, verified and promoted
+    assert all(result["formats"][name]["status"] == "ok" for name in result["artifacts"])
+    manifest = read_json(job / "manifest.json")
+    assert list(manifest["model"]["artifacts"]) == ["onnx", "openvino"]
+    assert manifest["getiaction"]["backends"]["openvino"]["precision"] == "fp32"
+    assert "[verify] ✗ openvino_int8 left out" in run.stderr
+    # asked for by name, the same INT8 IR fails the job (exit 4); what verified before it stays
+    run = cli("policy=module", OUTLIER, "format=all", "format.formats=[onnx,openvino_int8]", "format.latency=false",
+              "output_dir=named", env=repo_on_path())
+    assert run.returncode == ExitCode.PARITY, run.output
+    named = read_json(tmp_path / "named" / "result.json")
+    assert named["status"] == "failed" and named["artifacts"] == {"onnx": str(tmp_path / "named" / "make_outlier.onnx")}

@@ -56,8 +56,9 @@ def render_result(state: JobState) -> dict[str, Any]:
     promoted = state.promoted()
     fmt = state.config.format
     result: dict[str, Any] = {
-        "status": state.status, "error": failure.message if failure else None,
-        "error_kind": failure.kind if failure else None, "exit_code": int(state.exit_code),
+        "status": state.status, "error": failure.message if failure else _left_out(state),
+        "error_kind": failure.kind if failure else ("partial" if state.left_out() else None),
+        "exit_code": int(state.exit_code),
         "stage": state.stage, "stage_failed": state.stage if failure else None,
         "policy": _policy(state), "format": fmt.name, "output_dir": str(state.out_dir),
         "artifacts": {o.name: str(o.final[0]) for o in promoted},
@@ -89,6 +90,15 @@ def render_result(state: JobState) -> dict[str, Any]:
                 "rollout": rollout_record(state)}
     result.update({key: value for key, value in optional.items() if value is not None})
     return result
+
+
+def _left_out(state: JobState) -> str | None:
+    """The one line of a ``partial`` job: which best-effort formats were left out, and why."""
+    left = state.left_out()
+    if not left:
+        return None
+    reasons = "; ".join(f"{o.name} ({o.failure.message if o.failure else 'failed'})" for o in left)
+    return f"format=all left out {reasons}; the other formats were verified and promoted"
 
 
 def _policy(state: JobState) -> dict[str, Any]:
