@@ -1,5 +1,8 @@
 """What a job prints: one ``[stage] ✓ ...`` line per finished stage, with its time; a spinner on a terminal.
 
+The job's first stage (``prepare``) starts with one line naming the machine its figures are taken on
+(``[prepare] · machine: AMD EPYC, x86_64, 2 cores, AVX2 ...``, :func:`getiaction_export.machine.cpu_line`).
+
 A failure prints its ``[stage] ✗ ...`` line to the job's log (stdout) and the same line to
 stderr, so a script that captures only stderr still learns why a job failed.
 
@@ -12,6 +15,10 @@ Example:
     >>> console.done("build", "Dummy from config", timings["build"])
     >>> lines[0].startswith("[build] ✓ Dummy from config  0.")
     True
+    >>> console.machine({"model": "AMD EPYC", "arch": "x86_64", "cores": 2, "isa": ["avx2"], "isa_cap": "AVX2"})
+    >>> console.machine()  # said once
+    >>> lines[1:]
+    ['[prepare] · machine: AMD EPYC, x86_64, 2 cores, AVX2 (ISA capped at AVX2 by ONEDNN_MAX_CPU_ISA)']
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 log = logging.getLogger("getiaction_export")
 
@@ -33,16 +41,28 @@ class Console:
 
     def __init__(self, echo: Callable[[str], None] | None = None) -> None:
         self.echo = echo or log.info
+        self._machine_said = False
 
     @contextmanager
     def stage(self, name: str, *timings: dict[str, float]) -> Iterator[None]:
         """Time the block into every mapping of ``timings`` (summed when a stage runs once per format)."""
+        if name == "prepare":  # the job's first stage: say once which machine its figures come from
+            self.machine()
         started = time.perf_counter()
         with _progress(name):
             yield
         elapsed = time.perf_counter() - started
         for record in timings:
             record[name] = round(record.get(name, 0.0) + elapsed, 4)
+
+    def machine(self, cpu: dict[str, Any] | None = None) -> None:
+        """Say once which CPU the job runs on (``cpu``: a :func:`getiaction_export.machine.describe_cpu` record)."""
+        if self._machine_said:
+            return
+        self._machine_said = True
+        from getiaction_export.machine import cpu_line, describe_cpu
+
+        self.note("prepare", f"machine: {cpu_line(describe_cpu() if cpu is None else cpu)}", "·")
 
     def done(self, name: str, message: str, seconds: float | None = None) -> None:
         timing = f"  {seconds:.2f} s" if seconds is not None else ""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from getiaction.errors import ExitCode
+from getiaction_export.machine import describe_machine
 
 if TYPE_CHECKING:
     import torch
@@ -203,6 +204,10 @@ class JobState:
     package: dict[str, Any] | None = None
     rollout: Rollout | None = None
     failure: Failure | None = None
+    machine: dict[str, Any] = field(default_factory=describe_machine)
+    """The CPU (model, ISA features under ``ONEDNN_MAX_CPU_ISA``) and runtime versions the figures are taken
+    on: :func:`getiaction_export.machine.describe_machine`, read once when the job starts (``result.json`` →
+    ``machine``)."""
 
     @property
     def status(self) -> str:

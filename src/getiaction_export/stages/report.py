@@ -5,7 +5,8 @@ The schema is versioned (``schema_version``); later features add keys and never 
 ``stage`` (the last stage reached), ``policy``, ``format``, ``artifacts`` (name -> path),
 ``artifact_sizes``, ``opset`` (``requested``/``saved``), ``exporter``, ``parity``
 (``{output: {max_abs_diff, max_rel_diff, atol, rtol, passed, ...}}`` worst case over all inputs and
-batches; per-case figures under ``parity_cases``), ``timings`` (seconds per stage), ``versions``.
+batches; per-case figures under ``parity_cases``), ``timings`` (seconds per stage), ``versions``,
+``machine`` (the CPU and runtimes the figures were taken on: :func:`getiaction_export.machine.describe_machine`).
 
 Example:
     >>> import tempfile, pathlib, json
@@ -66,6 +67,7 @@ def render_result(state: JobState) -> dict[str, Any]:
         "artifact_sha256": {o.name: o.files[str(o.final[0])] for o in promoted},
         "opset": state.opset, "exporter": state.source.exporter if state.source else None,
         "parity": _merged_parity(state, reached), "timings": dict(state.timings), "versions": state.versions,
+        "machine": state.machine,
         "provenance": state.identity, "precision": str(getattr(fmt, "precision", "fp32")),
         "latency": max((o.latency for o in reached if o.latency), key=lambda f: f["speedup"], default=None),
         "formats": {o.name: _format_record(o) for o in reached},
