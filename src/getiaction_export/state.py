@@ -197,7 +197,7 @@ class JobState:
     """PyTorch eager's batch-1 median (ms) and run count, measured once, shared by every runtime."""
     reference: TorchReference | None = None
     exact: Float64Reference | None = None
-    """PyTorch's reference in float64, run once per job when an fp32 bound is fitted (:mod:`~getiaction_export.fp32_bound`)."""
+    """PyTorch's reference in float64, run once per job when an fp32 bound is fitted (:mod:`.fp32_bound`)."""
     simplify: dict[str, Any] | None = None
     runtime_check_skipped: str | None = None
     """Why the physicalai check did not run (``None``: it ran, or no format is a package)."""

@@ -2,8 +2,11 @@
 
 :func:`verification_for` decides once per format what the artifact is held to (the inputs, the
 job's shared :class:`~getiaction_export.runtimes.TorchReference`, each output's tolerance); the
-parity stage and the physicalai runtime check both use it. :func:`gate` runs a candidate runtime
-on it and records the figures in the format's outcome; a failure raises.
+parity stage and the physicalai runtime check both use it. An fp32 output held to the precision's
+default gets a bound fitted to PyTorch's own float32 rounding (:mod:`getiaction_export.fp32_bound`;
+the float64 run it needs happens once per job, inside the first verify stage that needs it, and
+never when no format uses the default). :func:`gate` runs a candidate runtime on it and records
+the figures in the format's outcome; a failure raises.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import torch
 from getiaction.errors import ConfigError, ExportError, VerificationError
 from getiaction.export import Export
 from getiaction_export.config import tolerances
+from getiaction_export.fp32_bound import FITS, Float64Reference, describe, fitted, float64_gaps
 from getiaction_export.parity import ParityReport, check_parity, verification_inputs
 from getiaction_export.runtimes import Runner, TorchReference, torch_runner
-from getiaction_export.state import FormatOutcome, JobState, Verification
+from getiaction_export.state import Cases, FormatOutcome, JobState, Verification
 from getiaction_export.tolerance import Tolerance
 
 
@@ -42,8 +46,29 @@ def verification_for(state: JobState, outcome: FormatOutcome) -> Verification:
         batch_sizes = [b for b in batch_sizes if b <= accepted[1]] + [accepted[1]]
     cases = verification_inputs(sample, batch_sizes, dynamic, fmt.num_random_inputs, fmt.seed)
     chosen = {name: tolerances(fmt, name) for name in graph.output_names}
+    if any(bound["source"] == FITS for bound in chosen.values()):
+        chosen = fit_fp32(state, cases, chosen)
     outcome.verification = Verification(cases, state.reference, chosen, dynamic)
     return outcome.verification
+
+
+def fit_fp32(state: JobState, cases: Cases, chosen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each default fp32 tolerance in ``chosen`` fitted to PyTorch's own float32 error on ``cases``.
+
+    The float64 run is the job's (:attr:`JobState.exact`): inputs already run are not run again.
+    When it cannot be made, the fixed bound stays and ``fallback`` says why.
+    """
+    built, reference = state.built, state.reference
+    assert built is not None and reference is not None and state.graph is not None
+    names = state.graph.output_names
+    if state.exact is None:
+        state.exact = Float64Reference(built.reference or built.module, built.call_style, state.graph.input_names)
+    exact = state.exact.outputs(cases)
+    gaps, why = (None, state.exact.failure) if exact is None else \
+        float64_gaps([reference(batch) for _, batch in cases], exact, names)
+    return {name: bound if bound["source"] != FITS else
+            {**bound, "fallback": why} if gaps is None else fitted(bound, *gaps[name], state.exact.seconds)
+            for name, bound in chosen.items()}
 
 
 def gate(outcome: FormatOutcome, candidate: Runner, output_names: list[str], echo: Callable[[str], None],
@@ -51,6 +76,10 @@ def gate(outcome: FormatOutcome, candidate: Runner, output_names: list[str], ech
     """Run ``candidate`` on the format's verification; record the figures; raise when it fails."""
     verification = outcome.verification
     assert verification is not None
+    for name, chosen in verification.tolerances.items():
+        phrase = describe(name, chosen)
+        if phrase is not None:
+            echo(f"[verify] {outcome.name + ' ' if label_outputs else ''}{phrase}")
     bounds = verification.bounds()
     atol, rtol = bounds[output_names[0]][:2] if output_names else (0.0, 0.0)
     report = check_parity(verification.reference, candidate, output_names, verification.cases, atol, rtol,
