@@ -10,6 +10,9 @@ Example:
     ('<span class="badge failed">2/3 jobs ok</span>', '&lt;a &amp; &quot;b&quot;&gt;', '4.20', '')
     >>> figure_html("fig-latency", None, "no latency was measured"), classes("num", "", "nowrap"), slug("int8 / ov")
     ('<p id="fig-latency-missing" class="muted">no latency was measured</p>', ' class="num nowrap"', 'int8-ov')
+    >>> cpu_text({"model": "AMD EPYC", "arch": "x86_64", "cores": 2, "isa": ["avx2"], "isa_cap": "AVX2",
+    ...           "flags_seen": ["avx2", "avx512f"]})
+    'AMD EPYC, x86_64, 2 cores, AVX2 (ISA capped at AVX2 by ONEDNN_MAX_CPU_ISA); the CPU has AVX2 AVX-512F'
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from getiaction_export.html_figures import number
+from getiaction_export.machine import LABELS, cpu_line, runtimes_line, shared_machine
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -75,3 +79,41 @@ def classes(*names: str) -> str:
 def slug(name: str) -> str:
     """``name`` fit for an element id: runs of anything but letters, digits, ``_`` and ``-`` become one ``-``."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "format"
+
+
+def cpu_text(cpu: dict[str, Any]) -> str:
+    """:func:`getiaction_export.machine.cpu_line`, and under a cap what the CPU itself has (``flags_seen``)."""
+    seen = [str(name) for name in cpu.get("flags_seen") or []]
+    line = cpu_line(cpu)
+    if cpu.get("isa_cap") and seen != list(cpu.get("isa") or []):
+        line += "; the CPU has " + (" ".join(LABELS.get(name, name) for name in seen) or "none of them")
+    return line
+
+
+def machines_html(machines: dict[str, dict[str, Any]]) -> str:
+    """The machine a sweep's jobs ran on (``{job: result.json's machine}``).
+
+    ``<p id="machine">`` when every job shares it, else ``<table id="machines">`` (job, CPU,
+    runtimes); nothing when no job recorded one.
+
+    Example:
+        >>> epyc = {"cpu": {"model": "AMD EPYC", "arch": "x86_64", "cores": 2, "isa": ["avx2"]}, "runtimes": {}}
+        >>> machines_html({"a": epyc, "b": epyc})
+        '<p id="machine"><b>Machine:</b> AMD EPYC, x86_64, 2 cores, AVX2</p>'
+        >>> machines_html({"a": epyc, "b": {**epyc, "runtimes": {"torch": "2.13"}}}).count("<tr>")
+        3
+        >>> machines_html({})
+        ''
+    """
+    shared = shared_machine(machines)
+    if shared is not None:
+        runtimes = runtimes_line(shared.get("runtimes") or {})
+        return (f'<p id="machine"><b>Machine:</b> {escape(cpu_text(shared.get("cpu") or {}))}'
+                + (f'<br><span class="muted">{escape(runtimes)}</span>' if runtimes else "") + "</p>")
+    if not machines:
+        return ""
+    rows = "".join(f"<tr><td class=job>{escape(job)}</td><td>{escape(cpu_text(record.get('cpu') or {}))}"
+                   f"</td><td>{escape(runtimes_line(record.get('runtimes') or {}))}</td></tr>"
+                   for job, record in machines.items())
+    return ('<p class="muted">The jobs did not all run on the same machine:</p><table id="machines"><thead>'
+            f"<tr><th>job</th><th>CPU</th><th>runtimes</th></tr></thead><tbody>{rows}</tbody></table>")

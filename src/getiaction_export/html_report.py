@@ -12,7 +12,9 @@ are :mod:`getiaction_export.html_figures`, the rollout sections :mod:`getiaction
 
 A job's page (:func:`write_job_report`), each part in an element with a stable id:
 
-- ``job-header``: policy, status, and on failure ``failure`` (the stage and the one-line error);
+- ``job-header``: policy, status, ``machine`` (the CPU the figures were taken on: model, cores, the ISA
+  features that change numerics or speed, the ``ONEDNN_MAX_CPU_ISA`` cap; then ``runtimes``, their
+  versions), and on failure ``failure`` (the stage and the one-line error);
 - ``formats-table``: per format and output the parity figures against the bound, the batch-1
   latency and speed-up, the size and the sha256 prefix;
 - ``fig-parity``: every verification case's max abs diff, per output, format and batch (log axis;
@@ -25,7 +27,8 @@ A job's page (:func:`write_job_report`), each part in an element with a stable i
   artifact) and per format ``fig-rollout-<format>`` (trajectories on the task plane; per step the
   state gap against the bound and the action gap, log axes).
 
-A sweep's page (:func:`write_sweep_report`): ``summary-table`` (summary.md's columns, each job
+A sweep's page (:func:`write_sweep_report`): ``machine`` (the machine every job ran on) or, when they
+differ, ``machines`` (per job), ``summary-table`` (summary.md's columns, each job
 linked to its own page), ``fig-parity`` (every case of every job and format, by precision),
 ``fig-latency`` (per job and format, the runtime against PyTorch eager) and, when a job rolled
 out, ``sweep-rollout`` (:func:`getiaction_export.html_rollout.sweep_rollout_section`):
@@ -42,8 +45,8 @@ Example:
     ...           "parity_cases": [{"case": "sample b=1", "batch": 1, "output": "action",
     ...                             "max_abs_diff": 2e-7, "passed": True}]}
     >>> page = write_job_report(pathlib.Path(tempfile.mkdtemp()), result).read_text()
-    >>> [f'id="{name}"' in page for name in ("formats-table", "fig-parity", "fig-latency", "rollout")]
-    [True, True, True, False]
+    >>> [f'id="{name}"' in page for name in ("formats-table", "fig-parity", "fig-latency", "rollout", "machine")]
+    [True, True, True, False, False]
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ from getiaction_export.html_figures import (
     sweep_latency_figure,
     sweep_parity_figure,
 )
-from getiaction_export.html_parts import badge, escape, figure_html, fmt
+from getiaction_export.html_parts import badge, cpu_text, escape, figure_html, fmt, machines_html
 from getiaction_export.html_rollout import rollout_section, sweep_rollout_section
+from getiaction_export.machine import runtimes_line
 from getiaction_export.stages.report import RESULT_FILE
 from getiaction_export.tolerance import Tolerance
 
@@ -161,8 +165,9 @@ def sweep_report_html(rows: list[dict[str, Any]], results: dict[str, dict[str, A
     ok = sum(jobs.values())
     status = "ok" if ok == len(jobs) else "failed"
     labels = _short_labels(list(jobs))
+    machines = {job: result["machine"] for job, result in results.items() if isinstance(result.get("machine"), dict)}
     parts = [f'<header id="sweep-header"><h1>{escape(title)}</h1>',
-             f"<p>{badge(status, f'{ok}/{len(jobs)} jobs ok')}</p></header>",
+             f"<p>{badge(status, f'{ok}/{len(jobs)} jobs ok')}</p>", machines_html(machines), "</header>",
              "<h2>Summary</h2>", _summary_table(rows, links or {})]
     parts.append("<h2>Parity: every verification case, per job and format</h2>")
     parity = sweep_parity_figure(rows, results, labels)
@@ -188,6 +193,7 @@ def sweep_report_html(rows: list[dict[str, Any]], results: dict[str, dict[str, A
 def _job_header(result: dict[str, Any], policy: str, status: str) -> str:
     info = result.get("policy") or {}
     opset = result.get("opset") or {}
+    machine: dict[str, Any] = result["machine"] if isinstance(result.get("machine"), dict) else {}
     total = number((result.get("timings") or {}).get("total"))
     meta = {
         "policy": " · ".join(str(v) for v in (policy, info.get("class_path"), info.get("source")) if v),
@@ -204,9 +210,13 @@ def _job_header(result: dict[str, Any], policy: str, status: str) -> str:
         "overrides": " ".join((result.get("job") or {}).get("overrides") or []) or None,
         "output folder": result.get("output_dir"),
         "total time": f"{total:.1f} s" if total is not None else None,
+        "machine": cpu_text(machine["cpu"]) if isinstance(machine.get("cpu"), dict) else None,
+        "runtimes": runtimes_line(machine.get("runtimes") or {}) or None,
         "versions": ", ".join(f"{k} {v}" for k, v in (result.get("versions") or {}).items() if v) or None,
     }
-    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in meta.items() if v not in (None, ""))
+    ids = {"machine": ' id="machine"', "runtimes": ' id="runtimes"'}
+    rows = "".join(f"<dt>{escape(k)}</dt><dd{ids.get(k, '')}>{escape(v)}</dd>" for k, v in meta.items()
+                   if v not in (None, ""))
     parts = [f'<header id="job-header"><h1>{escape(policy)} {badge(status, status)}</h1>',
              f'<dl class="meta">{rows}</dl>']
     if status != "ok" or result.get("error"):

@@ -5,6 +5,8 @@ the CPU has AVX-512, VNNI (8-bit dot products without a saturating 16-bit interm
 OpenVINO's CPU plugin then uses by default for some precisions) or AMX. ``result.json`` records
 :func:`describe_machine` under ``machine``; the summary and ``report.html`` show :func:`cpu_line`;
 a package records its export machine so :func:`missing_features` can say what a deploy machine lacks.
+A sweep's summary names the machine once when every job shares it (:func:`shared_machine`), per job
+otherwise.
 
 oneDNN (inside OpenVINO's CPU plugin) uses no ISA above ``ONEDNN_MAX_CPU_ISA``; :func:`isa_features`
 leaves out the features above that cap, so ``machine.cpu.isa`` is what the runtime could use, and
@@ -202,6 +204,42 @@ def cpu_line(cpu: dict[str, Any]) -> str:
         parts.append("no AVX2")
     cap = cpu.get("isa_cap")
     return ", ".join(parts) + (f" (ISA capped at {cap} by {ISA_CAP_VARIABLE})" if cap else "")
+
+
+def runtimes_line(runtimes: dict[str, str]) -> str:
+    """The runtime versions of a machine record in one line (empty when none was recorded).
+
+    Example:
+        >>> runtimes_line({"torch": "2.13.0+cpu", "openvino": "2026.4.1"})
+        'torch 2.13.0+cpu, openvino 2026.4.1'
+    """
+    return ", ".join(f"{name} {value}" for name, value in (runtimes or {}).items())
+
+
+def machine_line(record: dict[str, Any]) -> str:
+    """A :func:`describe_machine` record in one line: :func:`cpu_line`, then :func:`runtimes_line`.
+
+    Example:
+        >>> machine_line({"cpu": {"model": "AMD EPYC", "arch": "x86_64", "cores": 2, "isa": ["avx2"]},
+        ...               "runtimes": {"torch": "2.13.0+cpu"}})
+        'AMD EPYC, x86_64, 2 cores, AVX2; torch 2.13.0+cpu'
+    """
+    runtimes = runtimes_line(record.get("runtimes") or {})
+    return cpu_line(record.get("cpu") or {}) + (f"; {runtimes}" if runtimes else "")
+
+
+def shared_machine(records: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The machine record every job of ``records`` (``{job: record}``) has; ``None`` when they differ or are none.
+
+    Example:
+        >>> a = {"cpu": {"model": "AMD EPYC", "isa": ["avx2"]}, "runtimes": {}}
+        >>> shared_machine({"j1": a, "j2": dict(a)}) == a, shared_machine({})
+        (True, None)
+        >>> shared_machine({"j1": a, "j2": {**a, "cpu": {"model": "AMD EPYC", "isa": []}}}) is None
+        True
+    """
+    values = list(records.values())
+    return values[0] if values and all(value == values[0] for value in values) else None
 
 
 def missing_features(recorded: list[str], here: list[str] | None = None) -> list[str]:

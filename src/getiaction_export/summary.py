@@ -8,6 +8,10 @@ check, the closed-loop rollout (``rollout=pusht``: the tracked state's largest g
 against its bound, ``4.20 px ≤ 16``), batch-1 latency of the runtime and its speed-up over PyTorch
 eager, size. A format beyond its rollout bound failed its verification: status ``parity``.
 
+Above the table, the machine the figures were taken on (``result.json`` → ``machine``: CPU, ISA
+features, runtime versions): one line when every job ran on the same one (``summary.json`` →
+``machine``), else one line per job (``summary.json`` → ``machine`` null, ``machines`` per job).
+
 It reads each job's ``result.json``, so it works the same whichever Hydra launcher ran the jobs
 (in-process, joblib, Ray, Slurm); a job folder without a result is reported as crashed.
 ``SweepSummary`` is the Hydra callback that writes it when a multirun ends.
@@ -40,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.files import human_size
 from getiaction_export.html_rollout_figures import rollout_gap_text
+from getiaction_export.machine import machine_line, shared_machine
 from getiaction_export.stages.report import RESULT_FILE
 
 log = logging.getLogger("getiaction_export")
@@ -194,6 +199,42 @@ def job_rows(job_dir: Path, sweep_dir: Path) -> tuple[list[dict[str, Any]], int,
     return rows, int(result.get("exit_code") or 0), int((result.get("job") or {}).get("num", _job_num(job_dir)))
 
 
+def job_machines(sweep_dir: Path, jobs: list[str]) -> dict[str, dict[str, Any]]:
+    """``{job: its result.json's machine record}`` of the jobs that recorded one (:mod:`getiaction_export.machine`)."""
+    machines = {}
+    for job in jobs:
+        try:
+            record = json.loads((Path(sweep_dir) / job / RESULT_FILE).read_text()).get("machine")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(record, dict):
+            machines[job] = record
+    return machines
+
+
+def machine_lines(machines: dict[str, dict[str, Any]]) -> list[str]:
+    """The machine the sweep ran on, in Markdown: one line if every job shares it, else one per job.
+
+    Example:
+        >>> epyc = {"cpu": {"model": "AMD EPYC", "arch": "x86_64", "cores": 2, "isa": ["avx2"]},
+        ...         "runtimes": {"openvino": "2026.4.1"}}
+        >>> machine_lines({"a": epyc, "b": epyc})
+        ['Machine: AMD EPYC, x86_64, 2 cores, AVX2; openvino 2026.4.1']
+        >>> for line in machine_lines({"a": epyc, "b": {**epyc, "cpu": {**epyc["cpu"], "isa_cap": "AVX2"}}}):
+        ...     print(line)
+        Machines (the jobs did not all run on the same one):
+        - `a`: AMD EPYC, x86_64, 2 cores, AVX2; openvino 2026.4.1
+        - `b`: AMD EPYC, x86_64, 2 cores, AVX2 (ISA capped at AVX2 by ONEDNN_MAX_CPU_ISA); openvino 2026.4.1
+    """
+    shared = shared_machine(machines)
+    if shared is not None:
+        return [f"Machine: {machine_line(shared)}"]
+    if not machines:
+        return []
+    return ["Machines (the jobs did not all run on the same one):",
+            *(f"- `{job}`: {machine_line(record)}" for job, record in machines.items())]
+
+
 def _status(status: str, error_kind: str | None) -> str:
     """``ok``, ``parity`` (exported, parity failed) or ``failed`` (export failed)."""
     if status == "ok":
@@ -270,11 +311,16 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
     exit_code = (failures[0] or 1) if failures else 0
     jobs = len(collected)
     ok = jobs - len(failures)
+    machines = job_machines(sweep_dir, [job[0]["job"] for job, _, _ in collected])
+    shared = shared_machine(machines)
     summary = {"sweep_dir": str(sweep_dir), "jobs": jobs, "ok": ok, "failed": jobs - ok,
-               "exit_code": exit_code, "rows": rows}
+               "exit_code": exit_code, "machine": shared, **({} if shared or not machines else {"machines": machines}),
+               "rows": rows}
     atomic_write_text(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     title = f"# Export sweep: {ok}/{jobs} ok\n\n"
-    atomic_write_text(sweep_dir / "summary.md", title + markdown_table(rows) + "\n")
+    machine = "".join(f"{line}\n" for line in machine_lines(machines))
+    table = markdown_table(rows) + "\n"
+    atomic_write_text(sweep_dir / "summary.md", title + (f"{machine}\n" if machine else "") + table)
     return rows, exit_code
 
 
@@ -296,4 +342,5 @@ class SweepSummary(Callback):
         for row in rows:
             jobs[row["job"]] = jobs[row["job"]] and row["status"] == "ok"
         ok = sum(jobs.values())
-        print(f"\n{ok}/{len(jobs)} jobs ok — {sweep_dir / 'summary.md'}\n{markdown_table(rows)}", flush=True)
+        machine = "".join(line + "\n" for line in machine_lines(job_machines(sweep_dir, list(jobs))))
+        print(f"\n{ok}/{len(jobs)} jobs ok — {sweep_dir / 'summary.md'}\n{machine}{markdown_table(rows)}", flush=True)

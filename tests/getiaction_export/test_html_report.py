@@ -44,10 +44,18 @@ import numpy as np
 import pytest
 
 from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec, policy_name
-from getiaction_export.html_report import REPORT_FILE, job_report_html, write_job_report, write_sweep_report
+from getiaction_export.html_parts import cpu_text
+from getiaction_export.html_report import (
+    REPORT_FILE,
+    job_report_html,
+    sweep_report_html,
+    write_job_report,
+    write_sweep_report,
+)
 from getiaction_export.html_rollout import rollout_section
 from getiaction_export.html_rollout_figures import gap_text
 from getiaction_export.job import run_export
+from getiaction_export.machine import cpu_line, describe_machine, isa_features, runtimes_line
 from getiaction_export.preflight import CONFIG_MODULE
 from getiaction_export.summary import COLUMNS, job_rows
 from getiaction_export.validation import validate
@@ -460,6 +468,46 @@ def test_a_partial_rollout_record_still_renders(browser: Chromium, sweep: Path, 
     page = browser.load(write_job_report(tmp_path, result), ids=("fig-rollout-onnx", "fig-rollout-openvino-int8"))
     assert_clean(page, ("rollout", "rollout-table", "fig-rollout-onnx", "fig-rollout-openvino-int8", "fig-parity"))
     assert "success PyTorch 3, artifact 2 of 3" in rollout_section(result["rollout"])
+
+
+def test_the_job_and_sweep_reports_name_the_machine(browser: Chromium, sweep: Path) -> None:
+    folder = sweep / "format.atol=1e-05"
+    result = json.loads((folder / "result.json").read_text())
+    recorded = result["machine"]
+    assert recorded == describe_machine()  # the jobs ran in this process, under its ONEDNN_MAX_CPU_ISA
+    html = (folder / REPORT_FILE).read_text()
+    assert f'<dd id="machine">{cpu_text(recorded["cpu"])}</dd>' in html
+    assert f'<dd id="runtimes">{runtimes_line(recorded["runtimes"])}</dd>' in html
+    assert f"torch {recorded['runtimes']['torch']}" in html
+    page = browser.load(folder / REPORT_FILE)
+    assert {"job-header", "machine", "runtimes"} <= set(page.ids) and page.errors == []
+
+    rows, results = rows_and_results(sweep)
+    path = write_sweep_report(sweep, rows, results)
+    html = path.read_text()
+    assert f'<p id="machine"><b>Machine:</b> {cpu_line(recorded["cpu"])}' in html  # both jobs: one line
+    assert html.count(cpu_line(recorded["cpu"])) == 1 and 'id="machines"' not in html
+    page = browser.load(path)
+    assert "machine" in page.ids and "machines" not in page.ids and page.errors == []
+
+
+def test_a_sweep_on_two_machines_names_each_jobs(browser: Chromium, sweep: Path, tmp_path: Path) -> None:
+    rows, results = rows_and_results(sweep)
+    vnni = {"avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16"}
+    capped = {"model": "AMD EPYC", "arch": "x86_64", "cores": 2, "isa": isa_features(vnni, "AVX2"),
+              "isa_cap": "AVX2", "flags_seen": isa_features(vnni, None)}
+    results["format.atol=0"] = {**results["format.atol=0"], "machine": {"cpu": capped, "runtimes": {}}}
+    page_path = tmp_path / REPORT_FILE
+    page_path.write_text(sweep_report_html(rows, results))
+    html = page_path.read_text()
+    table = html.split('<table id="machines">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 3  # the header and one row per job
+    assert ("<td class=job>format.atol=0</td><td>AMD EPYC, x86_64, 2 cores, AVX2 (ISA capped at AVX2 by "
+            "ONEDNN_MAX_CPU_ISA); the CPU has AVX2 AVX-VNNI AVX-512F AVX-512-VNNI AVX-512-BF16</td>") in table
+    own = results["format.atol=1e-05"]["machine"]
+    assert f"<td class=job>format.atol=1e-05</td><td>{cpu_text(own['cpu'])}</td>" in table
+    page = browser.load(page_path)
+    assert "machines" in page.ids and "machine" not in page.ids and page.errors == []
 
 
 def test_the_checks_see_console_errors_and_requests(browser: Chromium, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,35 @@ def test_missing_features() -> None:
 def test_missing_features_defaults_to_this_machine_under_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert missing_features(["avx2", "avx512f", "avx512_vnni"]) == ["avx512f", "avx512_vnni"]
+
+
+def test_a_capped_sweep_records_and_shows_the_machine(cli, tmp_path: Path) -> None:
+    """``ONEDNN_MAX_CPU_ISA=AVX2``: result.json, the console, summary.md/json and both report.html pages say so."""
+    capped = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = cli("-m", "format.opset_version=17,18", "format.latency=false", "format.runtime_check=false",
+              "hydra.sweep.dir=sweep", env=capped)
+    assert run.returncode == 0, run.output
+    code = "import json, getiaction_export.machine as m; print(json.dumps([m.isa_features(), m.describe_machine()]))"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, **capped})
+    isa, expected = json.loads(there.stdout)
+    sweep = tmp_path / "sweep"
+    jobs = sorted(p.parent for p in sweep.glob("*/result.json"))
+    assert len(jobs) == 2
+    for folder in jobs:
+        recorded = json.loads((folder / "result.json").read_text())["machine"]
+        assert recorded == expected
+        assert recorded["cpu"]["isa"] == isa == isa_features(cap="AVX2")
+        assert recorded["cpu"]["isa_cap"] == "AVX2"
+        assert not [name for name in recorded["cpu"]["isa"] if name.startswith(("avx512", "amx", "avx_vnni"))]
+        assert recorded["cpu"]["flags_seen"] == isa_features(cap=None)  # what the CPU has, before the cap
+        assert recorded["runtimes"] == runtime_versions()
+        page = (folder / "report.html").read_text()
+        assert f'<dd id="machine">{cpu_line(recorded["cpu"])}' in page
+    line = cpu_line(expected["cpu"])
+    assert line.endswith("(ISA capped at AVX2 by ONEDNN_MAX_CPU_ISA)")
+    assert run.stdout.count(f"[prepare] · machine: {line}\n") == 2  # once per job
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["machine"] == expected and "machines" not in summary
+    assert f"Machine: {machine.machine_line(expected)}\n" in (sweep / "summary.md").read_text()
+    assert f'<p id="machine"><b>Machine:</b> {line}' in (sweep / "report.html").read_text()
