@@ -26,11 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from getiaction_export.runtimes import Runner
-from getiaction_export.tolerance import Tolerance
+from getiaction_export.tolerance import Tolerance, compare, failure_phrase, keep_worst
 
 
 @dataclass
@@ -47,50 +46,6 @@ class ParityReport:
     def failures(self) -> list[str]:
         """One phrase per failing output."""
         return [failure_phrase(name, o) for name, o in self.outputs.items() if not o["passed"]]
-
-
-def failure_phrase(name: str, figures: dict[str, Any]) -> str:
-    """``action: max abs diff 0.3 > atol 1e-05`` (or the share / cosine that missed its bound)."""
-    nonfinite = " (non-finite values)" if figures["nonfinite"] else ""
-    if figures.get("atol") is not None:
-        return f"{name}: max abs diff {figures['max_abs_diff']:.3g} > atol {figures['atol']:g}{nonfinite}"
-    missed = []
-    if figures.get("max_share") is not None and figures["share"] > figures["max_share"]:
-        missed.append(f"max abs diff {figures['share']:.2%} of the largest |{name}| > {figures['max_share']:.2%}")
-    if figures.get("min_cosine") is not None and figures["cosine"] < figures["min_cosine"]:
-        missed.append(f"cosine {figures['cosine']:.6f} < {figures['min_cosine']:g}")
-    return f"{name}: {', '.join(missed) or 'out of bounds'}{nonfinite}"
-
-
-def compare(expected: np.ndarray, actual: np.ndarray, atol: float | None, rtol: float | None,
-            max_share: float | None = None, min_cosine: float | None = None) -> dict[str, Any]:
-    """Difference figures of ``actual`` against ``expected``, judged by ``Tolerance(atol, rtol, max_share,
-    min_cosine)``."""
-    expected64 = expected.astype(np.float64)
-    actual64 = actual.astype(np.float64)
-    if expected64.shape != actual64.shape:
-        return {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "max_rel_diff": float("inf"),
-                "share": float("inf"), "max_abs_expected": 0.0,
-                "cosine": 0.0, "nonfinite": False, "nonfinite_expected": False, "nonfinite_actual": False,
-                "passed": False, "shape_mismatch": [list(expected64.shape), list(actual64.shape)]}
-    nonfinite_expected = bool(not np.isfinite(expected64).all())
-    nonfinite_actual = bool(not np.isfinite(actual64).all())
-    nonfinite = nonfinite_expected or nonfinite_actual
-    diff = np.abs(expected64 - actual64)
-    if diff.size == 0:
-        max_abs = mean_abs = max_rel = 0.0
-    else:
-        max_abs, mean_abs = float(np.nanmax(diff)), float(np.nanmean(diff))
-        max_rel = float(np.nanmax(diff / np.maximum(np.abs(expected64), 1e-12)))
-    norms = float(np.linalg.norm(expected64) * np.linalg.norm(actual64))
-    cosine = float(np.dot(expected64.ravel(), actual64.ravel()) / norms) if norms > 0 else 1.0
-    largest = float(np.nanmax(np.abs(expected64))) if expected64.size else 0.0
-    share = max_abs / largest if largest > 0 else (0.0 if max_abs == 0 else float("inf"))
-    within = Tolerance(atol, rtol, max_share, min_cosine).holds(diff, expected64, share, cosine)
-    return {"max_abs_diff": max_abs, "mean_abs_diff": mean_abs, "max_rel_diff": max_rel, "share": share,
-            "max_abs_expected": largest, "cosine": cosine,
-            "nonfinite": nonfinite, "nonfinite_expected": nonfinite_expected, "nonfinite_actual": nonfinite_actual,
-            "passed": within and not nonfinite}
 
 
 def random_tensor(
@@ -154,7 +109,6 @@ def check_parity(
     use ``atol``/``rtol``.
     """
     report = ParityReport()
-    flags = ("nonfinite", "nonfinite_expected", "nonfinite_actual")
     for label, inputs in cases:
         expected, actual = reference(inputs), candidate(inputs)
         batch = batch_of(inputs)
@@ -162,15 +116,5 @@ def check_parity(
             bound = Tolerance(*(per_output or {}).get(name, (atol, rtol)))
             stats = compare(want, got, *bound)
             report.cases.append({"case": label, "batch": batch, "output": name, **stats})
-            worst = report.outputs.setdefault(
-                name, {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "max_rel_diff": 0.0, "share": 0.0,
-                       "max_abs_expected": 0.0, "cosine": 1.0, **dict.fromkeys(flags, False),
-                       **bound._asdict(), "passed": True}
-            )
-            for key in ("max_abs_diff", "mean_abs_diff", "max_rel_diff", "share", "max_abs_expected"):
-                worst[key] = max(worst[key], stats[key])
-            worst["cosine"] = min(worst["cosine"], stats["cosine"])
-            for key in flags:
-                worst[key] = worst[key] or stats[key]
-            worst["passed"] = worst["passed"] and stats["passed"]
+            keep_worst(report.outputs, name, stats, bound)
     return report

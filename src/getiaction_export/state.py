@@ -202,6 +202,8 @@ class JobState:
     runtime_check_skipped: str | None = None
     """Why the physicalai check did not run (``None``: it ran, or no format is a package)."""
     package: dict[str, Any] | None = None
+    reference_set: dict[str, Any] | None = None
+    """The package's reference set once written: ``{file, sha256, cases, labels, inputs, outputs, bytes}``."""
     rollout: Rollout | None = None
     failure: Failure | None = None
     machine: dict[str, Any] = field(default_factory=describe_machine)

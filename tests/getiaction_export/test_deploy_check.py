@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,8 +19,11 @@ from getiaction.errors import ExitCode
 from getiaction.policies import Dummy
 from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema, OpenVINOFormatSchema, PolicySpec
 from getiaction_export.deploy_check import main
+from getiaction_export.files import sha256_of
 from getiaction_export.job import run_export
+from getiaction_export.machine import isa_features
 from getiaction_export.physicalai.deploy_check import NotDeployable, check
+from getiaction_export.physicalai.reference_set import REFERENCE_FILE, read_reference, write_reference
 
 pytest.importorskip("physicalai", reason="the [deploy] extra (physicalai) is part of [dev]")
 
@@ -66,6 +70,67 @@ def test_a_good_package_is_deployable(package: Path, capsys: pytest.CaptureFixtu
     assert "✓ physicalai 0.3" in out and "runs onnx (default): inputs ['state'], predict_action_chunk -> (1, 7)" in out
     assert "runs openvino" in out and out.rstrip().endswith("runs in physicalai")
     assert err == ""
+    # each backend verified again here, on the package's own reference inputs, to its recorded tolerance
+    for backend in ("onnx", "openvino"):
+        assert f"✓ {backend} (fp32) verified again on this CPU: action " in out
+    assert "off PyTorch on the 2 reference inputs, within atol 1e-05, rtol 0.0001" in out
+
+
+def _with_reference_outputs(folder: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Rewrite the package's reference outputs (and their recorded sha256), as if the runtime drifted."""
+    reference = read_reference(folder / REFERENCE_FILE)
+    reference.outputs = {name: change(array) for name, array in reference.outputs.items()}
+    write_reference(folder / REFERENCE_FILE, reference)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["getiaction"]["reference"]["sha256"] = sha256_of(folder / REFERENCE_FILE)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_reference_set_is_small_reproducible_and_recorded(package: Path, tmp_path: Path) -> None:
+    manifest = json.loads((package / "manifest.json").read_text())["getiaction"]
+    recorded = manifest["reference"]
+    assert recorded["file"] == REFERENCE_FILE and recorded["cases"] == 2 and recorded["inputs"] == ["state"]
+    assert recorded["labels"] == ["sample b=1", "random#0 b=1"] and recorded["outputs"] == ["action"]
+    assert recorded["sha256"] == sha256_of(package / REFERENCE_FILE) and recorded["bytes"] < 300_000
+    reference = read_reference(package / REFERENCE_FILE)
+    torch.manual_seed(0)  # the pipeline builds the policy from its config with seed 0
+    expected = Dummy().eval()({"state": torch.from_numpy(reference.inputs["state"][0])}).detach().numpy()
+    assert np.array_equal(reference.outputs["action"][0], expected)  # PyTorch's own output for the sample
+    for backend in ("onnx", "openvino"):
+        record = manifest["backends"][backend]
+        assert record["tolerance"]["action"]["atol"] == 1e-5 and record["tolerance"]["action"]["rtol"] == 1e-4
+        assert 0 <= record["reference"]["action"]["max_abs_diff"] < 1e-5
+    assert manifest["machine"]["cpu"]["isa"] == isa_features()
+    # the same export again: the same bytes
+    fmt = AllFormatSchema(formats=["onnx"], opset_version=17, latency=False, num_random_inputs=1,
+                          verify_batch_sizes=[1, 2], runtime_check=False)
+    config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"),
+                          input_sample=InputSampleSchema(), format=fmt, policy_name="dummy")
+    assert run_export(config, tmp_path, echo=lambda line: None).status == "ok"
+    assert sha256_of(tmp_path / REFERENCE_FILE) == recorded["sha256"]
+
+
+def test_a_backend_that_drifts_from_its_reference_outputs_is_not_deployable(
+    copy: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copy()
+    _with_reference_outputs(folder, lambda action: action + 1e-3)
+    code, out, err = verdict(folder, capsys)
+    assert code == ExitCode.NOT_DEPLOYABLE and out == "NOT deployable\n", out
+    assert err.count("\n") == 1, err
+    assert "onnx (fp32) drifts on this CPU: action: max abs diff 0.001 > atol 1e-05 on the package's 2 reference " \
+           "inputs (at export 0.00%" in err
+    assert "; same ISA features and runtime versions as the export machine (" in err
+
+
+def test_a_package_without_a_reference_set_is_deployable_with_a_warning(
+    copy: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copy(lambda m: m["getiaction"].pop("reference"))
+    code, out, err = verdict(folder, capsys)
+    assert code == ExitCode.OK, err
+    assert "! onnx: the package has no reference set (made by an older getiaction-export): its numbers are not " \
+           "verified again on this machine" in out
 
 
 def _two_models(folder: Path) -> None:
@@ -131,6 +196,10 @@ BROKEN: dict[str, tuple[Callable[[Path], None] | None, Callable[[dict[str, Any]]
     "outputs not named action": (_rename_action, None,
                                  "onnx: the model's outputs are ['actions']; the runtime's select_action"),
     "float64 input": (_float64_input, None, "onnx: input 'state' is float64"),
+    "reference set missing": (lambda f: (f / "reference.npz").unlink(), None,
+                              "getiaction.reference: reference.npz is missing from"),
+    "reference set changed": (lambda f: (f / "reference.npz").write_bytes(b"PK"), None,
+                              "reference.npz changed since export: sha256"),
 }
 
 
@@ -153,7 +222,8 @@ def test_a_manifest_naming_another_file_than_policy_name_loads(copy: Callable[..
     """policy.name picks the file; one that names no file of the backend falls back to the only one."""
     folder = copy(lambda m: m["policy"].update(name="renamed"))
     report = check(folder)
-    assert report.backends["onnx"] == {"chunk": [1, 7], "default": True}
+    assert {key: report.backends["onnx"][key] for key in ("chunk", "default")} == {"chunk": [1, 7], "default": True}
+    assert report.backends["onnx"]["reference"]["action"]["passed"] is True
 
 
 def test_a_single_camera_package_deploys_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

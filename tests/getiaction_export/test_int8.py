@@ -3,6 +3,9 @@ calibration from a file, the physicalai package that loads it, and what is refus
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 
 from getiaction.errors import ExitCode
 from getiaction_export.config import OpenVINOFormatSchema, ToleranceSchema, tolerances
+from getiaction_export.machine import isa_features
 from tests.getiaction_export.conftest import read_json
 from tests.getiaction_export.test_formats import repo_on_path
 
@@ -47,25 +51,50 @@ def test_act_int8_ir_is_calibrated_verified_and_packaged(cli, tmp_path: Path) ->
 
 # oneDNN (inside OpenVINO's CPU plugin) uses no ISA above this cap: on a VNNI machine it runs the AVX2-only
 # kernels (u8 x s8 pairs summed in saturating 16 bits), so both CPU kinds are tested wherever the suite runs.
-# (physicalai's hint-free load would pick bf16 from the CPU's flags, which the cap forbids: no runtime check here.)
 WITHOUT_VNNI = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
-CAPPED = (*INT8, "format.runtime_check=false")
+HAS_VNNI = bool({"avx512_vnni", "avx_vnni"} & set(isa_features(cap=None)))
 LOOSE = ("+format.output_tolerances.action.max_share=1.0", "+format.output_tolerances.action.min_cosine=0")
 
 
 def test_act_int8_holds_on_a_cpu_without_vnni_where_the_first_layer_fix_saturates(cli, tmp_path: Path) -> None:
-    portable = cli("policy=act", *CAPPED, "output_dir=enable", env=WITHOUT_VNNI)
+    portable = cli("policy=act", *INT8, "output_dir=enable", env=WITHOUT_VNNI)
     assert portable.returncode == 0, portable.output
     record = read_json(tmp_path / "enable" / "result.json")["formats"]["openvino"]
     assert record["int8"]["overflow_fix"] == "enable"
     enable = record["parity"]["action"]
     assert enable["passed"] and enable["share"] < 0.04 and enable["cosine"] > 0.9995  # measured 1.3-2.0%
     # NNCF's default (the first layer only) on the same capped CPU: its dot products saturate
-    saturated = cli("policy=act", *CAPPED, "format.calibration.overflow_fix=first_layer", *LOOSE, "output_dir=first",
-                    env=WITHOUT_VNNI)
+    saturated = cli("policy=act", *INT8, "format.calibration.overflow_fix=first_layer", *LOOSE,
+                    "format.runtime_check=false", "output_dir=first", env=WITHOUT_VNNI)
     assert saturated.returncode == 0, saturated.output
     first = read_json(tmp_path / "first" / "result.json")["formats"]["openvino"]["parity"]["action"]
     assert first["share"] > 0.06 and first["share"] > 2.5 * enable["share"], (first["share"], enable["share"])
+    # the portable package, made without VNNI, verified again where it runs: with and without VNNI
+    for env in ({}, WITHOUT_VNNI):
+        checked = deploy_check(tmp_path / "enable", env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "✓ openvino (int8) verified again on this CPU: action " in checked.stdout
+
+
+def deploy_check(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m getiaction_export.deploy_check FOLDER`` in a fresh process (the ISA cap is read at start-up)."""
+    return subprocess.run([sys.executable, "-m", "getiaction_export.deploy_check", str(folder)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env})
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="needs a CPU with VNNI: an INT8 IR without the overflow fix passes its gate "
+                                         "only there, and drifts where VNNI is missing")
+def test_deploy_check_catches_an_int8_package_that_drifts_on_a_cpu_without_vnni(cli, tmp_path: Path) -> None:
+    run = cli("policy=act", *INT8, "format.calibration.overflow_fix=first_layer", "output_dir=job")
+    assert run.returncode == 0, run.output  # at export, with VNNI: ~1% off PyTorch
+    here = deploy_check(tmp_path / "job", {})
+    assert here.returncode == 0 and "✓ openvino (int8) verified again on this CPU" in here.stdout, here.stderr
+    moved = deploy_check(tmp_path / "job", WITHOUT_VNNI)
+    assert moved.returncode == ExitCode.NOT_DEPLOYABLE and moved.stdout == "NOT deployable\n", moved.stdout
+    error = moved.stderr
+    assert error.count("\n") == 1 and "openvino (int8) drifts on this CPU: action: " in error, error
+    assert "this CPU lacks" in error and "AVX-512-VNNI" in error and "which the export machine had" in error
+    assert error.rstrip().endswith("export again with format.calibration.overflow_fix=enable")
 
 
 def test_int8_gate_rejects_a_model_that_quantizes_badly_and_keeps_no_file(cli, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from getiaction_export.errors import first_line
 from getiaction_export.physicalai.manifest import (
     default_call,
 )
-from getiaction_export.physicalai.runtime import RuntimeRunner, load
+from getiaction_export.physicalai.runtime import RuntimeRunner, bf16_capped, load
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ def cpu_bf16() -> bool | None:
         import openvino
     except ImportError:
         return None
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") and not bf16_capped()
 
 def openvino_default_precision() -> str | None:
     """What ``InferenceModel(dir)`` compiles an OpenVINO model in on this machine's CPU, without loading one.
@@ -75,7 +75,7 @@ def openvino_default_precision() -> str | None:
         import openvino
     except ImportError:
         return None
-    if platform.machine().lower() in ("arm64", "aarch64"):
+    if platform.machine().lower() in ("arm64", "aarch64") or bf16_capped():
         return "f32"
     return str(openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
 
@@ -91,7 +91,7 @@ def check_default_load(
     reduced: bool,
 ) -> dict[str, Any]:
     """The hint-free load ``model`` (made by ``call``) on every case against PyTorch (:func:`default_load_figures`)."""
-    from getiaction_export.parity import compare
+    from getiaction_export.tolerance import compare
 
     runner = RuntimeRunner(model, names)
     indexes = [list(all_names).index(name) for name in names]

@@ -65,6 +65,7 @@ from getiaction_export.physicalai.manifest import (
     drivability,
     is_image_input,
 )
+from getiaction_export.tolerance import Tolerance, failure_phrase
 
 
 class NotDeployable(GetiActionError):
@@ -260,8 +261,83 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
         tag = " (default)" if backend == default else ""
         report.lines.append(f"physicalai {physicalai_version()} runs {backend}{tag}: inputs "
                             f"{[s['name'] for s in inputs]}, predict_action_chunk -> {tuple(chunk.shape)}")
+        _reference_check(folder, data, backend, model, report)
         if backend == "openvino":
             _default_load(folder, data, backend, default, inputs, chunk, report)
+
+
+def _reference_check(folder: Path, data: dict[str, Any], backend: str, model: Any, report: Report) -> None:
+    """The package's reference set through ``backend`` on this machine, held to the tolerance recorded at export."""
+    from getiaction_export.errors import first_line
+    from getiaction_export.physicalai.reference_set import read_reference, recheck
+
+    section = data.get(SECTION) or {}
+    recorded = section.get("reference") or {}
+    backend_record = (section.get("backends") or {}).get(backend) or {}
+    if not recorded or not backend_record.get("tolerance"):
+        report.warnings.append(f"{backend}: the package has no reference set (made by an older getiaction-export): "
+                               "its numbers are not verified again on this machine")
+        return
+    path = folder / str(recorded.get("file"))
+    if not path.is_file():
+        raise NotDeployable(f"{SECTION}.reference: {path.name} is missing from {folder}")
+    if recorded.get("sha256") and sha256_of(path) != recorded["sha256"]:
+        raise NotDeployable(f"{path.name} changed since export: sha256 {sha256_of(path)[:12]}, "
+                            f"the manifest records {str(recorded['sha256'])[:12]}")
+    tolerances = {name: Tolerance(*(bound.get(key) for key in Tolerance._fields))
+                  for name, bound in backend_record["tolerance"].items()}
+    try:
+        figures = recheck(model, read_reference(path), tolerances)
+    except Exception as error:  # the runtime's own errors on a bad feed; a corrupt .npz
+        raise NotDeployable(f"{backend}: the reference set does not run: {first_line(error)}") from error
+    report.backends[backend]["reference"] = figures
+    precision = str(backend_record.get("precision") or "fp32")
+    at_export = backend_record.get("reference") or {}
+    cases = int(recorded.get("cases") or 0)
+    failed = {name: f for name, f in figures.items() if not f["passed"]}
+    if failed:
+        name, worst = next(iter(failed.items()))
+        was = at_export.get(name) or {}
+        before = f" (at export {was['share']:.2%}, cosine {was['cosine']:.6f})" if was else ""
+        difference = machine_difference(section)
+        advice = ("; INT8 without VNNI saturates unless every layer has the overflow fix: export again with "
+                  "format.calibration.overflow_fix=enable" if precision == "int8" and "VNNI" in difference.split(
+                      ", which")[0] and (backend_record.get("int8") or {}).get("overflow_fix") != "enable" else "")
+        raise NotDeployable(f"{backend} ({precision}) drifts on this CPU: {failure_phrase(name, worst)} on the "
+                            f"package's {cases} reference inputs{before}; {difference}{advice}")
+    main = "action" if "action" in figures else next(iter(figures))
+    worst = figures[main]
+    report.lines.append(f"{backend} ({precision}) verified again on this CPU: {main} {worst['max_abs_diff']:.2e} "
+                        f"({worst['share']:.2%} of the largest |{main}|) off PyTorch on the {cases} reference "
+                        f"inputs, within {Tolerance(*(worst.get(k) for k in Tolerance._fields)).describe()}")
+
+
+def machine_difference(section: dict[str, Any], here: dict[str, Any] | None = None) -> str:
+    """What differs between the machine recorded at export (``getiaction.machine``) and ``here`` (default: this one).
+
+    >>> export = {"machine": {"cpu": {"model": "AMD EPYC", "isa": ["avx2", "avx512f", "avx512_vnni"]},
+    ...                       "runtimes": {"openvino": "2026.4.1"}}}
+    >>> machine_difference(export, {"cpu": {"model": "AMD EPYC", "isa": ["avx2"]}, "runtimes": {}}).split(" (")[0]
+    'this CPU lacks AVX-512F AVX-512-VNNI, which the export machine had'
+    >>> machine_difference(export, {"cpu": {"isa": ["avx2", "avx512f", "avx512_vnni"]}, "runtimes": {}})
+    "this CPU has the export machine's ISA features; runtime versions differ: openvino 2026.4.1 at export, not \
+installed here"
+    """
+    from getiaction_export.machine import LABELS, cpu_line, describe_machine, missing_features
+
+    recorded = section.get("machine") or {}
+    if not recorded:
+        return "the manifest does not record the export machine"
+    here = here or describe_machine()
+    lacking = missing_features(list((recorded.get("cpu") or {}).get("isa") or []), here["cpu"].get("isa") or [])
+    if lacking:
+        return (f"this CPU lacks {' '.join(LABELS.get(f, f) for f in lacking)}, which the export machine had "
+                f"(export: {cpu_line(recorded.get('cpu') or {})}; here: {cpu_line(here['cpu'])})")
+    changed = [f"{name} {old} at export, {here['runtimes'].get(name, 'not installed')} here"
+               for name, old in (recorded.get("runtimes") or {}).items() if here["runtimes"].get(name) != old]
+    if changed:
+        return "this CPU has the export machine's ISA features; runtime versions differ: " + ", ".join(changed)
+    return f"same ISA features and runtime versions as the export machine ({cpu_line(here['cpu'])})"
 
 
 def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, inputs: list[dict[str, Any]],

@@ -34,8 +34,11 @@ this module writes:
   top-level keys (``extra="allow"``, meant for domain layers), where extra keys inside
   ``metadata`` would be silently dropped on a round-trip through the runtime's ``Manifest``.
 
-The manifest holds nothing time- or host-dependent, and only relative file names: the folder is
-copied to a robot as is.
+The manifest holds nothing time-dependent, and only relative file names: the folder is copied to a
+robot as is. It names the machine the figures were taken on (``getiaction.machine``: CPU model, ISA
+features, runtime versions), and carries what ``deploy_check`` needs to verify the package again where
+it runs: ``getiaction.reference`` (the reference set, :mod:`.reference_set`) and per backend its
+``tolerance`` and its figures on that set at export (``reference``).
 
 Example:
     >>> specs = [{"name": "state", "shape": ["batch", 14], "dtype": "float32"},
@@ -57,6 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from getiaction.export.atomic import atomic_write_text
+from getiaction_export.physicalai.reference_set import figures_at_export
 
 if TYPE_CHECKING:
     from getiaction_export.state import FormatOutcome, JobState
@@ -263,6 +267,12 @@ def manifest_section(
                   for output, figures in (outcome.parity.outputs if outcome.parity else {}).items()}
         backends[name] = {"file": main, "sha256": names[main], "files": dict(names), "precision": outcome.precision,
                           "verified_with": outcome.runtime, "parity": parity}
+        if "int8" in outcome.details:  # how it was quantized (the overflow fix decides whether it holds without VNNI)
+            backends[name]["int8"] = {key: outcome.details["int8"].get(key) for key in ("model_type", "overflow_fix")}
+        if outcome.verification is not None:  # what deploy_check holds this backend to, on the reference set
+            backends[name]["tolerance"] = outcome.verification.tolerances
+        if state.reference_set is not None and outcome.parity is not None:
+            backends[name]["reference"] = figures_at_export(outcome.parity.cases, state.reference_set["labels"])
         if name == "openvino":
             backends[name]["adapter_kwargs"] = dict(OPENVINO_F32)
         if with_checks and outcome.runtime_check and outcome.runtime_check.get("passed"):
@@ -279,6 +289,8 @@ def manifest_section(
         "config": state.identity.get("config"),
         "config_sha256": state.identity.get("config_sha256"),
         "versions": state.versions,
+        "machine": state.machine,
+        "reference": state.reference_set,
         "opset": state.opset,
         "exporter": state.source.exporter if state.source else None,
         "inputs": graph.inputs,

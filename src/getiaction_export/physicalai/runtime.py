@@ -72,7 +72,7 @@ def load(folder: Path, backend: str, default_backend: str | None, hints: bool = 
     """
     from physicalai.inference import InferenceModel
 
-    kwargs = dict(OPENVINO_F32) if backend == "openvino" and hints else {}
+    kwargs = dict(OPENVINO_F32) if backend == "openvino" and (hints or bf16_capped()) else {}
     asked = "auto" if backend == default_backend else backend
     try:
         with quiet_runtime():
@@ -83,6 +83,19 @@ def load(folder: Path, backend: str, default_backend: str | None, hints: bool = 
         raise ExportError(f"physicalai loads the package with backend {model.backend!r}, not the default "
                           f"{backend!r}; the first key of model.artifacts names the default backend")
     return model
+
+def bf16_capped() -> bool:
+    """Whether ``ONEDNN_MAX_CPU_ISA`` caps OpenVINO below the bfloat16 this CPU has.
+
+    OpenVINO then still picks bf16 from the CPU's flags for a hint-free compile, which the cap makes
+    fail; a CPU that really lacks bf16 computes such a load in f32, so that is what is loaded.
+    """
+    from getiaction_export.machine import describe_cpu
+
+    cpu = describe_cpu()
+    bf16 = {"avx512_bf16", "amx_bf16"}
+    return bool(bf16 & set(cpu["flags_seen"])) and not bf16 & set(cpu["isa"])
+
 
 def model_file(model: Any) -> str | None:
     """The file the runtime loaded (its private lookup; None if a later version renames it)."""

@@ -100,7 +100,7 @@ def check_chunks(
     rtol: float,
 ) -> dict[str, Any]:
     """``predict_action_chunk`` and ``select_action`` on two batch-1 observations (see the module doc)."""
-    from getiaction_export.parity import compare
+    from getiaction_export.tolerance import compare
 
     expected = _chunk_of(reference(first)[action_index])
     feed = {name: tensor.numpy() for name, tensor in first.items()}
@@ -153,7 +153,7 @@ def check_robot_loop(
     """uint8 ``(1, H, W, 3)`` frames through the manifest's preprocessing, and the loop's own observation."""
     import torch
 
-    from getiaction_export.parity import compare
+    from getiaction_export.tolerance import compare
 
     record = drivability(inputs)
     frames = frames_for(inputs, observation, seed)
@@ -176,7 +176,7 @@ def _through_policy_source(
     from physicalai.capture.frame import Frame
     from physicalai.runtime.action_sources.policy import PolicySource
 
-    from getiaction_export.parity import compare
+    from getiaction_export.tolerance import compare
 
     robot = types.SimpleNamespace(state=observation["state"].numpy()[0], images=None)
     cameras = {camera_name(name): Frame(data=frame[0], timestamp=0.0, sequence=0) for name, frame in frames.items()}

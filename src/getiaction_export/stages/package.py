@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from getiaction_export.files import sha256_of
 from getiaction_export.physicalai.manifest import (
     F32_CALL,
     MANIFEST_FILE,
@@ -21,6 +22,7 @@ from getiaction_export.physicalai.manifest import (
     package_manifest,
     write_manifest,
 )
+from getiaction_export.physicalai.reference_set import REFERENCE_FILE, select, write_reference
 from getiaction_export.state import FormatOutcome, JobState
 
 
@@ -28,6 +30,8 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     """Write ``manifest.json`` for the promoted package formats; warn once about what the runtime cannot do."""
     if outcome.name not in PACKAGE_FORMATS:
         return
+    if state.reference_set is None:
+        state.reference_set = write_reference_set(state, outcome)
     files = package_files(state)
     manifest = package_manifest(state, files)
     path = write_manifest(state.out_dir, manifest)
@@ -35,7 +39,8 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     loop = manifest[SECTION].get("robot_loop") or {}
     first = state.package is None  # format=all: say the warnings once
     state.package = {"manifest": str(path), "backends": names, "default_backend": names[0],
-                     "policy_name": manifest["policy"].get("name"), "robot_loop": loop}
+                     "policy_name": manifest["policy"].get("name"), "robot_loop": loop,
+                     "reference": state.reference_set}
     backends = manifest[SECTION]["backends"]
     echo(f"[package] ✓ {MANIFEST_FILE}: a physicalai policy package, backends {', '.join(names)} "
          f"(default {names[0]}); {_default_load(names[0], backends[names[0]]['default_load'])}")
@@ -48,6 +53,20 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
              "([a-zA-Z0-9][a-zA-Z0-9_.-]*); it loads the folder's only model file of each backend")
     if first and not loop.get("ok", True):
         echo(f"[package] ! robot loop: {loop['reason']}")
+
+
+def write_reference_set(state: JobState, outcome: FormatOutcome) -> dict[str, Any]:
+    """``reference.npz`` beside the model: the gate's first inputs and PyTorch's outputs (:mod:`.reference_set`)."""
+    verification, graph = outcome.verification, state.graph
+    assert verification is not None and graph is not None
+    inputs = [{name: tensor.numpy() for name, tensor in case.items() if name in graph.input_names}
+              for _, case in verification.cases]
+    outputs = [dict(zip(graph.output_names, verification.reference(case), strict=True))
+               for _, case in verification.cases]
+    chosen = select(inputs, outputs, [label for label, _ in verification.cases])
+    path = write_reference(state.out_dir / REFERENCE_FILE, chosen)
+    return {"file": REFERENCE_FILE, "sha256": sha256_of(path), "cases": chosen.cases, "labels": chosen.labels,
+            "inputs": list(chosen.inputs), "outputs": list(chosen.outputs), "bytes": path.stat().st_size}
 
 
 def _default_load(backend: str, record: Mapping[str, Any]) -> str:
