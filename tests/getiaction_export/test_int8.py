@@ -191,3 +191,13 @@ def test_format_all_leaves_out_an_int8_ir_that_fails_its_gate_and_keeps_the_fp32
     assert run.returncode == ExitCode.PARITY, run.output
     named = read_json(tmp_path / "named" / "result.json")
     assert named["status"] == "failed" and named["artifacts"] == {"onnx": str(tmp_path / "named" / "make_outlier.onnx")}
+
+
+def test_the_latency_stage_says_whether_int8_is_faster_than_f32_on_this_cpu(cli, tmp_path: Path) -> None:
+    run = cli("format=openvino", "format.precision=int8", "format.runtime_check=false", "output_dir=job")
+    assert run.returncode == 0, run.output
+    latency = read_json(tmp_path / "job" / "result.json")["formats"]["openvino"]["latency"]
+    assert latency["f32_runtime"] == "OpenVINO f32" and latency["f32_ms"] > 0 and latency["runtime_ms"] > 0
+    assert latency["vs_f32"] == round(latency["f32_ms"] / latency["runtime_ms"], 3)
+    # the advice follows the figures, whichever way this CPU goes
+    assert ("[latency] ! int8 is not faster than f32 on this CPU" in run.output) == (latency["vs_f32"] <= 1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import types
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -407,3 +408,28 @@ def test_without_the_runtime_check_the_manifest_still_says_what_the_default_load
     assert package_line.endswith(f"(default openvino); InferenceModel(dir) computes in {DEFAULT_PRECISION}"
                                  f"{' on this CPU' if CPU_BF16 else ''} (not checked: no runtime check)")
     assert any(line.startswith("[package] ! InferenceModel(dir) computes in bf16") for line in lines) is CPU_BF16
+
+
+def _timed(**runtime_ms: float | None) -> SimpleNamespace:
+    return SimpleNamespace(formats={name: SimpleNamespace(latency=None if ms is None else {"runtime_ms": ms})
+                                    for name, ms in runtime_ms.items()})
+
+
+@pytest.mark.parametrize(("unhinted", "timed", "default", "phrase"), [
+    ("f32", {"onnx": 2.0, "openvino": 1.0}, "openvino", "the fastest verified backend on the export machine at "
+                                                         "batch 1 (openvino 1.00 ms, onnx 2.00 ms)"),
+    ("f32", {"onnx": 1.95, "openvino": 3.07}, "onnx", "(onnx 1.95 ms, openvino 3.07 ms)"),
+    ("bf16", {"onnx": 2.0, "openvino": 1.0}, "onnx", "openvino is faster but InferenceModel(dir) would compute it "
+                                                     "in bf16 on this CPU"),
+    ("f32", {"onnx": 2.0, "openvino": None}, "onnx", "latency not measured (format.latency=false)"),
+    ("f32", {"openvino": 3.0}, "openvino", "the only backend in the package"),
+])
+def test_the_default_backend_is_the_fastest_one_whose_hint_free_load_computes_what_was_verified(
+    monkeypatch: pytest.MonkeyPatch, unhinted: str, timed: dict[str, float | None], default: str, phrase: str
+) -> None:
+    from getiaction_export.physicalai import default_load
+    from getiaction_export.physicalai.manifest import default_backend
+
+    monkeypatch.setattr(default_load, "openvino_default_precision", lambda: unhinted)
+    chosen, reason = default_backend(_timed(**timed), list(timed))  # type: ignore[arg-type]
+    assert chosen == default and phrase in reason, reason

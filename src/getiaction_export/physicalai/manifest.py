@@ -11,11 +11,12 @@ this module writes:
   manifest and the runtime falls back to the one file of the extension.
 - ``model.artifacts``: only its FIRST key is read, as the backend name (``onnx``/``openvino``);
   the file names are informational. With both formats in one folder the first key is the
-  default backend: ONNX (:data:`DEFAULT_BACKEND_ORDER`), because the runtime has no place in the
-  manifest for OpenVINO's compile config, and OpenVINO's CPU default precision is bfloat16 on
-  CPUs that have it (AVX512-BF16/AMX; ACT ~1 %, diffusion ~2-3 % of the largest |action| off
-  PyTorch): the ONNX backend runs the numbers this tool verified in f32. Ask for OpenVINO in f32
-  explicitly with ``InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")``
+  default backend: the fastest verified one on the export machine (:func:`default_backend`,
+  its reason recorded as ``getiaction.default_backend_reason``), but never OpenVINO on a CPU with
+  bfloat16, because the runtime has no place in the manifest for OpenVINO's compile config and
+  OpenVINO's CPU default precision is bfloat16 there (AVX512-BF16/AMX; ACT ~1 %, diffusion ~2-3 % of
+  the largest |action| off PyTorch): the ONNX backend runs the numbers this tool verified in f32.
+  Ask for OpenVINO in f32 explicitly with ``InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")``
   (:data:`F32_CALL`). A folder holding only the IR loads in bf16 on such a CPU; the runtime check
   verifies that load too, and ``getiaction.backends.<b>.default_load`` records, per backend,
   what the hint-free load (:func:`default_call`) computes in and how far it is from PyTorch.
@@ -172,13 +173,12 @@ def build_manifest(
     outputs: Sequence[Mapping[str, Any]],
     provenance: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The manifest of a package holding ``artifacts`` (backend -> main file name).
+    """The manifest of a package holding ``artifacts`` (backend -> main file name; the first is the default).
 
     ``inputs``/``outputs``: the graph's tensors as ``{name, shape, dtype}`` (axis 0 the batch).
     ``provenance`` goes under :data:`SECTION` as is.
     """
-    ordered = {b: artifacts[b] for b in DEFAULT_BACKEND_ORDER if b in artifacts}
-    ordered.update({b: f for b, f in artifacts.items() if b not in ordered})
+    ordered = dict(artifacts)
     policy: dict[str, Any] = {"source": {"class_path": class_path}}
     if SAFE_NAME.fullmatch(policy_name):
         policy = {"name": policy_name, **policy}
@@ -237,10 +237,11 @@ def drivability(inputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def package_files(state: JobState, staged: FormatOutcome | None = None) -> dict[str, dict[str, str | None]]:
-    """Per backend in the folder, ``{file name: sha256}`` with its main file first.
+    """Per backend in the folder, ``{file name: sha256}`` with its main file first, the default backend first
+    (:func:`default_backend`).
 
     Every format the job promoted, plus ``staged`` (a format not promoted yet, whose hashes are
-    not known: ``None``), in :data:`DEFAULT_BACKEND_ORDER`.
+    not known: ``None``).
     """
     files: dict[str, dict[str, str | None]] = {}
     for name in DEFAULT_BACKEND_ORDER:
@@ -249,7 +250,37 @@ def package_files(state: JobState, staged: FormatOutcome | None = None) -> dict[
             files[name] = {path.name: None for path in outcome.final}
         elif outcome is not None and outcome.promoted:
             files[name] = {Path(path).name: sha for path, sha in outcome.files.items()}
-    return files
+    default, _ = default_backend(state, list(files))
+    return {name: files[name] for name in sorted(files, key=lambda name: name != default)}
+
+
+def default_backend(state: JobState, backends: Sequence[str]) -> tuple[str | None, str]:
+    """The package's default backend and why: the fastest verified one whose hint-free load (``InferenceModel(dir)``)
+    computes in the precision it was verified in on this machine; ONNX first when latency was not measured.
+
+    OpenVINO's hint-free load computes in bf16 on CPUs with bfloat16 (AVX512-BF16/AMX), which no manifest field
+    changes: there it is never the default, however fast. On a CPU without bf16 it is, when it is faster.
+    """
+    names = [name for name in DEFAULT_BACKEND_ORDER if name in backends]
+    if len(names) <= 1:
+        return (names[0] if names else None), "the only backend in the package"
+    measured = {name: (state.formats[name].latency or {}).get("runtime_ms") for name in names}
+    timed: dict[str, float] = {name: float(ms) for name, ms in measured.items() if ms is not None}
+    if len(timed) < len(names):
+        return names[0], ("latency not measured (format.latency=false): ONNX first, whose hint-free load computes "
+                          "in the graph's own precision everywhere")
+    from getiaction_export.physicalai.default_load import openvino_default_precision
+
+    unhinted = openvino_default_precision() or "f32"
+    eligible = [name for name in names if name != "openvino" or unhinted == "f32"]
+    fastest = min(eligible, key=lambda name: timed[name])
+    figures = ", ".join(f"{name} {timed[name]:.2f} ms" for name in sorted(names, key=lambda name: timed[name]))
+    reason = f"the fastest verified backend on the export machine at batch 1 ({figures})"
+    overall = min(names, key=lambda name: timed[name])
+    if overall != fastest:
+        reason += (f"; {overall} is faster but InferenceModel(dir) would compute it in {unhinted} on this CPU, "
+                   "not the precision it was verified in")
+    return fastest, reason
 
 
 def manifest_section(
@@ -258,7 +289,7 @@ def manifest_section(
     """The :data:`SECTION` of the manifest: the job's provenance and each backend's verified figures."""
     built, graph = state.built, state.graph
     assert built is not None and graph is not None
-    default = next((b for b in DEFAULT_BACKEND_ORDER if b in files), None)
+    default, why_default = default_backend(state, list(files))
     backends: dict[str, Any] = {}
     for name, names in files.items():
         outcome = state.formats[name]
@@ -296,6 +327,7 @@ def manifest_section(
         "inputs": graph.inputs,
         "outputs": graph.outputs,
         "default_backend": default,
+        "default_backend_reason": why_default,
         "backends": backends,
         "robot_loop": drivability(graph.inputs),
     }

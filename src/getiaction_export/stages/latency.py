@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from getiaction_export.machine import cpu_line
 from getiaction_export.parity import batch_of
 
 if TYPE_CHECKING:
@@ -104,3 +105,39 @@ def measure_format(state: JobState, outcome: FormatOutcome, candidate: OnnxRunti
     echo(f"[latency] ✓ {outcome.runtime} {figures['runtime_ms']:.2f} ms vs PyTorch eager "
          f"{figures['torch_ms']:.2f} ms: {figures['speedup']:.2f}x (batch {figures['batch']}, "
          f"{figures['threads']} threads, median of {figures['runs']})")
+    baseline = f32_baseline(state, outcome, batch, figures["runs"])
+    if baseline is not None:
+        f32_ms, what = baseline
+        speedup = round(f32_ms / max(figures["runtime_ms"], 1e-9), 3)
+        figures.update(f32_ms=round(f32_ms, 4), f32_runtime=what, vs_f32=speedup)
+        if speedup <= 1.0:
+            echo(f"[latency] ! {outcome.precision} is not faster than f32 on this CPU: {figures['runtime_ms']:.2f} ms "
+                 f"vs {what} {f32_ms:.2f} ms ({cpu_line(state.machine['cpu'])}); here the f32 artifact is "
+                 "at least as fast and closer to PyTorch")
+
+
+def f32_baseline(state: JobState, outcome: FormatOutcome, batch: dict[str, torch.Tensor],
+                 runs: int) -> tuple[float, str] | None:
+    """A reduced-precision format's float32 counterpart in the same runtime, timed the same way: ``(ms, what)``.
+
+    OpenVINO INT8: the f32 IR (this job's ``openvino`` format when it was timed, else the IR INT8 was made from);
+    ONNX fp16: the float32 ONNX export. None for float32 formats, or when no counterpart is at hand.
+    """
+    from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel
+
+    if outcome.precision not in ("int8", "fp16") or state.graph is None:
+        return None
+    if outcome.name in ("openvino", "openvino_int8"):
+        done = state.formats.get("openvino")
+        if done is not None and done is not outcome and done.precision == "fp32" and done.latency:
+            return float(done.latency["runtime_ms"]), "OpenVINO f32"
+        path = state.scratch("f32_ir")
+        if not path.is_file():
+            return None
+        model: OnnxRuntimeModel | OpenVINOModel = OpenVINOModel(path, state.graph.output_names, state.threads)
+        what = "OpenVINO f32"
+    elif outcome.name == "onnx" and state.scratch("source").is_file():
+        model, what = OnnxRuntimeModel(state.scratch("source"), state.threads), "onnxruntime fp32"
+    else:
+        return None
+    return median_ms(model.timed_call(batch), runs), what

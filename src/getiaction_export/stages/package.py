@@ -39,6 +39,7 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     loop = manifest[SECTION].get("robot_loop") or {}
     first = state.package is None  # format=all: say the warnings once
     state.package = {"manifest": str(path), "backends": names, "default_backend": names[0],
+                     "default_backend_reason": manifest[SECTION].get("default_backend_reason"),
                      "policy_name": manifest["policy"].get("name"), "robot_loop": loop,
                      "reference": state.reference_set}
     backends = manifest[SECTION]["backends"]
