@@ -173,9 +173,8 @@ def test_no_incomplete_or_unverified_artifact_after_a_kill(scenario: Scenario, o
         assert staging == [], f"Ctrl-C left staging files: {staging}" + shown
     # After SIGKILL hidden staging files may stay (nothing can clean up after it); they never
     # carry a final name, which the check below makes sure of.
-    others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                    and p.name not in (scenario.artifact, "result.json", "report.html", "manifest.json", "reference.npz",
-                                       "export.log"))
+    record = (scenario.artifact, "result.json", "report.html", "manifest.json", "reference.npz", "export.log")
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in record)
     assert others == [], f"unexpected files in output_dir: {others}"
     if (out / "manifest.json").exists():  # the policy package's manifest: complete, and naming the final file
         manifest = json.loads((out / "manifest.json").read_text())
