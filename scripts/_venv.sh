@@ -1,26 +1,46 @@
-# Sourced by scripts/run and scripts/test: create or reuse .venv at the repo root, with this
-# project installed editable. Idempotent: a second call only checks a stamp and returns.
+# Sourced by scripts/run and scripts/test: create or reuse .venv at the repo root, with this project installed
+# editable and the extras asked for in GETIACTION_EXTRAS (scripts/run: none, what running needs; scripts/test: dev).
+# Idempotent: when the stamp says this pyproject.toml is installed with (at least) these extras, it returns at once.
+# pip's own output goes to .venv/install.log; the console gets a few [setup] lines (the log's end on failure).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-EXTRAS="${GETIACTION_EXTRAS:-dev}"
+EXTRAS="${GETIACTION_EXTRAS-}"
 STAMP="$VENV/.getiaction-installed"
-# Re-install when pyproject.toml changes or different extras are asked for.
-WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) $EXTRAS"
+LOG="$VENV/install.log"
+HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 
-if [ ! -x "$PY" ]; then
-    echo "[setup] creating $VENV" >&2
-    python3 -m venv "$VENV"
-fi
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-    echo "[setup] installing getiaction-export[$EXTRAS] into $VENV" >&2
-    "$PY" -m pip install -q --upgrade pip setuptools wheel >&2
-    if ! "$PY" -c "import torch" 2>/dev/null; then
-        # A CPU torch where one can be had without a multi-GB download (this machine keeps
-        # torch 2.13.0 on local disk); elsewhere whatever torch pip resolves stands.
-        "$PY" -m pip install -q "torch==2.13.0" >&2 || echo "[setup] torch 2.13.0 not available locally; pip will resolve torch" >&2
+_installed_covers() {  # the stamp: "<pyproject hash> <extra,extra,...>"; wanted extras must be a subset
+    local hash have want
+    read -r hash have < "$STAMP" 2>/dev/null || return 1
+    [ "$hash" = "$HASH" ] || return 1
+    for want in ${EXTRAS//,/ }; do
+        [[ ",$have," == *",$want,"* ]] || return 1
+    done
+}
+
+if [ ! -x "$PY" ] || ! _installed_covers; then
+    started=$SECONDS
+    [ -x "$PY" ] || { echo "[setup] creating $VENV" >&2; python3 -m venv "$VENV"; }
+    echo "[setup] installing getiaction-export${EXTRAS:+[$EXTRAS]} into .venv (pip's output: .venv/install.log)" >&2
+    _pip() { "$PY" -m pip install --disable-pip-version-check "$@" >> "$LOG" 2>&1; }
+    if ! {
+        _pip --upgrade pip setuptools wheel &&
+        # A CPU torch where one can be had without a multi-GB download (this machine keeps torch 2.13.0 on
+        # local disk); elsewhere whatever torch pip resolves stands.
+        { "$PY" -c "import torch" 2>/dev/null || _pip "torch==2.13.0" ||
+          echo "[setup] torch 2.13.0 is not on local disk; pip resolves torch" >&2; } &&
+        _pip -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    }; then
+        echo "[setup] pip failed; the end of .venv/install.log:" >&2
+        tail -n 25 "$LOG" >&2
+        exit 1
     fi
-    "$PY" -m pip install -q -e "$ROOT[$EXTRAS]" >&2
-    echo "$WANT" > "$STAMP"
+    # keep what was installed before (scripts/test's dev) when scripts/run asks for less
+    read -r old_hash old_extras < "$STAMP" 2>/dev/null || old_extras=""
+    [ "${old_hash:-}" = "$HASH" ] || old_extras=""
+    merged="$(printf '%s\n' ${old_extras//,/ } ${EXTRAS//,/ } | sort -u | paste -sd, -)"
+    echo "$HASH $merged" > "$STAMP"
+    echo "[setup] ready in $((SECONDS - started)) s${merged:+ (extras: $merged)}" >&2
 fi

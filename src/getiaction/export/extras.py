@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
 
 from getiaction.errors import ConfigError
@@ -33,11 +34,17 @@ def installed(module: str) -> bool:
         return False
 
 
+INSTALL_VARIABLE = "GETIACTION_INSTALL"
+"""How to install an extra where the default ``pip install 'getiaction-export[extra]'`` is not the way: a template
+with ``{extra}``. ``scripts/run`` sets it to ``GETIACTION_EXTRAS={extra} scripts/run ...`` (its .venv)."""
+
+
 def missing_message(feature: str, module: str) -> str:
     """The one line shown when ``feature`` needs ``module`` and it is not installed."""
     if module not in EXTRAS:  # a package of the user's own (a task adapter's requirement)
         return f"{feature} needs the {module} package: pip install {module}"
-    return f"{feature} needs the {module} package: pip install 'getiaction-export[{EXTRAS[module]}]'"
+    template = os.environ.get(INSTALL_VARIABLE) or "pip install 'getiaction-export[{extra}]'"
+    return f"{feature} needs the {module} package: {template.replace('{extra}', EXTRAS[module])}"
 
 
 def require(module: str, feature: str) -> ModuleType:
