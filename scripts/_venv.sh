@@ -13,7 +13,7 @@ HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 
 _installed_covers() {  # the stamp: "<pyproject hash> <extra,extra,...>"; wanted extras must be a subset
     local hash have want
-    read -r hash have < "$STAMP" 2>/dev/null || return 1
+    { read -r hash have < "$STAMP"; } 2>/dev/null || return 1
     [ "$hash" = "$HASH" ] || return 1
     for want in ${EXTRAS//,/ }; do
         [[ ",$have," == *",$want,"* ]] || return 1
@@ -38,7 +38,7 @@ if [ ! -x "$PY" ] || ! _installed_covers; then
         exit 1
     fi
     # keep what was installed before (scripts/test's dev) when scripts/run asks for less
-    read -r old_hash old_extras < "$STAMP" 2>/dev/null || old_extras=""
+    { read -r old_hash old_extras < "$STAMP"; } 2>/dev/null || old_extras=""
     [ "${old_hash:-}" = "$HASH" ] || old_extras=""
     merged="$(printf '%s\n' ${old_extras//,/ } ${EXTRAS//,/ } | sort -u | paste -sd, -)"
     echo "$HASH $merged" > "$STAMP"

@@ -39,12 +39,17 @@ INSTALL_VARIABLE = "GETIACTION_INSTALL"
 with ``{extra}``. ``scripts/run`` sets it to ``GETIACTION_EXTRAS={extra} scripts/run ...`` (its .venv)."""
 
 
+def install_command(module: str) -> str:
+    """The command that installs ``module``: its extra of getiaction-export (see :data:`INSTALL_VARIABLE`)."""
+    if module not in EXTRAS:  # a package of the user's own (a task adapter's requirement)
+        return f"pip install {module}"
+    template = os.environ.get(INSTALL_VARIABLE) or "pip install 'getiaction-export[{extra}]'"
+    return template.replace("{extra}", EXTRAS[module])
+
+
 def missing_message(feature: str, module: str) -> str:
     """The one line shown when ``feature`` needs ``module`` and it is not installed."""
-    if module not in EXTRAS:  # a package of the user's own (a task adapter's requirement)
-        return f"{feature} needs the {module} package: pip install {module}"
-    template = os.environ.get(INSTALL_VARIABLE) or "pip install 'getiaction-export[{extra}]'"
-    return f"{feature} needs the {module} package: {template.replace('{extra}', EXTRAS[module])}"
+    return f"{feature} needs the {module} package: {install_command(module)}"
 
 
 def require(module: str, feature: str) -> ModuleType:

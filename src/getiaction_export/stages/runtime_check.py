@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from getiaction.errors import GetiActionError
+from getiaction.export.extras import install_command
 from getiaction_export.physicalai.manifest import PACKAGE_FORMATS, package_files, package_manifest, write_manifest
-from getiaction_export.physicalai.runtime import INSTALL_HINT, enabled, physicalai_version
+from getiaction_export.physicalai.runtime import enabled, physicalai_version
 from getiaction_export.physicalai.runtime_check import check_package
 from getiaction_export.state import FormatOutcome, JobState
 
@@ -32,7 +33,7 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     setting = outcome.schema.runtime_check
     if not enabled(setting):
         state.runtime_check_skipped = ("format.runtime_check=false" if setting is False
-                                       else f"physicalai is not installed ({INSTALL_HINT})")
+                                       else f"physicalai is not installed ({install_command('physicalai')})")
         echo(f"[runtime_check] - skipped: {state.runtime_check_skipped}")
         return
     with staged_package(state, outcome) as (replica, default):
