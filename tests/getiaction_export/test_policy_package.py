@@ -428,9 +428,9 @@ def _timed(**runtime_ms: float | None) -> SimpleNamespace:
 def test_the_default_backend_is_the_fastest_one_whose_hint_free_load_computes_what_was_verified(
     monkeypatch: pytest.MonkeyPatch, unhinted: str, timed: dict[str, float | None], default: str, phrase: str
 ) -> None:
-    from getiaction_export.physicalai import default_load
+    from getiaction_export.physicalai import precision
     from getiaction_export.physicalai.manifest import default_backend
 
-    monkeypatch.setattr(default_load, "openvino_default_precision", lambda: unhinted)
+    monkeypatch.setattr(precision, "openvino_default_precision", lambda: unhinted)
     chosen, reason = default_backend(_timed(**timed), list(timed))  # type: ignore[arg-type]
     assert chosen == default and phrase in reason, reason

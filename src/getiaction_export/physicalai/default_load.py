@@ -17,10 +17,8 @@ import numpy as np
 
 from getiaction.errors import ExportError, VerificationError
 from getiaction_export.errors import first_line
-from getiaction_export.physicalai.manifest import (
-    default_call,
-)
-from getiaction_export.physicalai.runtime import RuntimeRunner, bf16_capped, load
+from getiaction_export.physicalai.precision import cpu_bf16, default_call, precision_of
+from getiaction_export.physicalai.runtime import RuntimeRunner, load
 
 if TYPE_CHECKING:
     import torch
@@ -46,38 +44,6 @@ class DefaultLoadError(VerificationError):
     def __init__(self, message: str, figures: Mapping[str, Any]) -> None:
         super().__init__(message)
         self.figures = dict(figures)
-
-def precision_of(model: Any, graph_precision: str = "f32") -> str:
-    """What a loaded ``InferenceModel`` computes in: OpenVINO's compiled ``INFERENCE_PRECISION_HINT``
-    (``bf16``, ``f32``, ``f16``); for onnxruntime the graph's own precision."""
-    compiled = getattr(model.adapter, "compiled_model", None)
-    if compiled is None:
-        return graph_precision
-    return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
-
-def cpu_bf16() -> bool | None:
-    """Whether this CPU computes bfloat16 natively for OpenVINO (None: openvino not installed)."""
-    try:
-        import openvino
-    except ImportError:
-        return None
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") and not bf16_capped()
-
-def openvino_default_precision() -> str | None:
-    """What ``InferenceModel(dir)`` compiles an OpenVINO model in on this machine's CPU, without loading one.
-
-    OpenVINO's CPU default (``bf16`` where the CPU has it), or ``f32`` on ARM, where physicalai
-    sets that hint itself; None when openvino is not installed.
-    """
-    import platform
-
-    try:
-        import openvino
-    except ImportError:
-        return None
-    if platform.machine().lower() in ("arm64", "aarch64") or bf16_capped():
-        return "f32"
-    return str(openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
 
 def check_default_load(
     model: Any,

@@ -344,7 +344,8 @@ def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str
                   chunk: np.ndarray, report: Report) -> None:
     """The OpenVINO model loaded with no hints: its precision on this CPU, and its chunk against the f32 one."""
     from getiaction_export.errors import first_line
-    from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE, cpu_bf16, precision_of
+    from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE
+    from getiaction_export.physicalai.precision import cpu_bf16, precision_of
     from getiaction_export.physicalai.runtime import load
 
     call = default_call(backend, default)

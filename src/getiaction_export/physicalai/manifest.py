@@ -61,6 +61,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from getiaction.export.atomic import atomic_write_text
+from getiaction_export.physicalai import precision as machine_precision
+from getiaction_export.physicalai.precision import F32_CALL, OPENVINO_F32, default_call
 from getiaction_export.physicalai.reference_set import figures_at_export
 
 if TYPE_CHECKING:
@@ -82,10 +84,6 @@ CLEAR_MARGIN = 0.10
 """Another backend becomes the default only when it is this much faster than ONNX (timings are noisy; the
 manifest should not change between two runs of the same export)."""
 """Order of ``model.artifacts``; the first present is the runtime's default backend (see module doc)."""
-OPENVINO_F32 = {"INFERENCE_PRECISION_HINT": "f32"}
-"""Adapter kwargs (OpenVINO compile config) that make the runtime compute in float32."""
-F32_CALL = 'InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")'
-"""How a robot loads the OpenVINO model in f32, as the export verified it."""
 
 SAFE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$", re.ASCII)
 """The runtime's rule for ``policy.name`` (it becomes a file name)."""
@@ -102,15 +100,6 @@ def is_image_input(spec: Mapping[str, Any]) -> bool:
     name, shape = str(spec["name"]), list(spec["shape"])
     named = name == IMAGES or name.startswith(IMAGES + ".")
     return named and len(shape) == 4 and shape[1] == 3 and spec["dtype"] == "float32"
-
-
-def default_call(backend: str, default_backend: str | None) -> str:
-    """The hint-free call that loads ``backend`` from a package whose default backend is ``default_backend``.
-
-    >>> default_call("openvino", "openvino"), default_call("openvino", "onnx")
-    ('InferenceModel(dir)', 'InferenceModel(dir, backend="openvino")')
-    """
-    return "InferenceModel(dir)" if backend == default_backend else f'InferenceModel(dir, backend="{backend}")'
 
 
 def camera_name(input_name: str) -> str:
@@ -272,9 +261,7 @@ def default_backend(state: JobState, backends: Sequence[str]) -> tuple[str | Non
     if len(timed) < len(names):
         return names[0], ("latency not measured (format.latency=false): ONNX first, whose hint-free load computes "
                           "in the graph's own precision everywhere")
-    from getiaction_export.physicalai.default_load import openvino_default_precision
-
-    unhinted = openvino_default_precision() or "f32"
+    unhinted = machine_precision.openvino_default_precision() or "f32"
     eligible = [name for name in names if name != "openvino" or unhinted == "f32"]
     fastest = min(eligible, key=lambda name: timed[name])
     ranking = ", then ".join(sorted(names, key=lambda name: timed[name]))
@@ -379,9 +366,7 @@ def default_load_summary(
     """
     call = default_call(backend, default_backend)
     if backend == "openvino":
-        from getiaction_export.physicalai.default_load import openvino_default_precision
-
-        predicted = openvino_default_precision() or "unknown"
+        predicted = machine_precision.openvino_default_precision() or "unknown"
     else:
         predicted = "f16" if precision == "fp16" else "f32"
     if not figures:

@@ -23,9 +23,7 @@ import numpy as np
 from getiaction.errors import ConfigError, ExportError
 from getiaction.export.extras import EXTRAS, installed, missing_message
 from getiaction_export.errors import first_line
-from getiaction_export.physicalai.manifest import (
-    OPENVINO_F32,
-)
+from getiaction_export.physicalai.precision import OPENVINO_F32, bf16_capped
 
 if TYPE_CHECKING:
     import torch
@@ -83,19 +81,6 @@ def load(folder: Path, backend: str, default_backend: str | None, hints: bool = 
         raise ExportError(f"physicalai loads the package with backend {model.backend!r}, not the default "
                           f"{backend!r}; the first key of model.artifacts names the default backend")
     return model
-
-def bf16_capped() -> bool:
-    """Whether ``ONEDNN_MAX_CPU_ISA`` caps OpenVINO below the bfloat16 this CPU has.
-
-    OpenVINO then still picks bf16 from the CPU's flags for a hint-free compile, which the cap makes
-    fail; a CPU that really lacks bf16 computes such a load in f32, so that is what is loaded.
-    """
-    from getiaction_export.machine import describe_cpu
-
-    cpu = describe_cpu()
-    bf16 = {"avx512_bf16", "amx_bf16"}
-    return bool(bf16 & set(cpu["flags_seen"])) and not bf16 & set(cpu["isa"])
-
 
 def model_file(model: Any) -> str | None:
     """The file the runtime loaded (its private lookup; None if a later version renames it)."""
