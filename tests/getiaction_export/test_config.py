@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import itertools
 import subprocess
 import sys
 from importlib.resources import files
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from getiaction.errors import ConfigError
-from getiaction_export.config import GROUPS, OnnxFormatSchema, policy_name
+from getiaction_export.config import (
+    FORMAT_SCHEMAS,
+    GROUPS,
+    InputSampleSchema,
+    OnnxFormatSchema,
+    RolloutSchema,
+    policy_name,
+)
 from getiaction_export.preflight import CONFIG_MODULE, preflight
 from getiaction_export.validation import validate
+
+CONF = files(CONFIG_MODULE)
 
 
 def options(group: str) -> list[str]:
@@ -115,3 +128,39 @@ def test_onnx_schema_defaults_match_the_shipped_yaml() -> None:
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name="config")
     assert validate(cfg, "dummy").format == OnnxFormatSchema()
+
+
+# What an option of a group sets on purpose (it is what makes it that option); every other value a YAML file sets
+# must be the schema's default, so a default is declared once (config.py) and cannot drift.
+OPTION_VALUES = {("input_sample", "file"): {"name", "path"}, ("input_sample", "random"): {"name"},
+                 ("rollout", "pusht"): {"name", "adapter"}}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+CHECKED_GROUPS = ("format", "input_sample", "rollout")
+
+
+@pytest.mark.parametrize(("group", "option"), [(group, name) for group in CHECKED_GROUPS for name in options(group)])
+def test_every_value_a_group_yaml_sets_is_its_schema_default(group: str, option: str) -> None:
+    written = OmegaConf.to_container(OmegaConf.load(CONF.joinpath(group, f"{option}.yaml")))
+    assert isinstance(written, dict)
+    schema = {"format": FORMAT_SCHEMAS.get(str(written.get("name"))), "input_sample": InputSampleSchema,
+              "rollout": RolloutSchema}[group]
+    assert schema is not None, f"conf/{group}/{option}.yaml: name {written.get('name')!r} has no schema"
+    defaults = _plain(schema())
+    unknown = sorted(set(written) - set(defaults))
+    assert unknown == [], f"conf/{group}/{option}.yaml sets {unknown}, which {schema.__name__} does not declare"
+    drifted = {key: (value, defaults[key]) for key, value in written.items()
+               if key not in OPTION_VALUES.get((group, option), set()) and value != defaults[key]}
+    assert drifted == {}, f"conf/{group}/{option}.yaml differs from {schema.__name__}'s defaults: {drifted}"
