@@ -34,8 +34,8 @@ def test_each_error_knows_its_kind_and_exit_code(error: type[GetiActionError], k
 
 def test_exit_codes_are_one_table() -> None:
     assert {code.name: int(code) for code in ExitCode} == {
-        "OK": 0, "INTERNAL": 1, "CONFIG": 2, "EXPORT": 3, "PARITY": 4, "NOT_REPRODUCED": 5, "NOT_DEPLOYABLE": 6, "PARTIAL": 7,
-        "INTERRUPTED": 130}
+        "OK": 0, "INTERNAL": 1, "CONFIG": 2, "EXPORT": 3, "PARITY": 4, "NOT_REPRODUCED": 5, "NOT_DEPLOYABLE": 6,
+        "PARTIAL": 7, "INTERRUPTED": 130}
 
 
 class Bare(nn.Module):
