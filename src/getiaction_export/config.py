@@ -396,7 +396,9 @@ def job_formats(fmt: Any) -> list[tuple[str, Any]]:
 
 def tolerances(fmt: Any, output: str) -> dict[str, Any]:
     """``{atol, rtol, max_share, min_cosine, source}`` for one output, field by field: its own entry, else
-    ``format.atol/rtol``, else the precision's default (``source``: the first layer that set any).
+    ``format.atol/rtol``, else the precision's default (``source``: the first layer that set any). The verify
+    stage fits an ``fp32 default`` to the policy's own float32 rounding (:mod:`getiaction_export.fp32_bound`);
+    a bound the user set is kept as given.
 
     Example:
         >>> tolerances(OnnxFormatSchema(precision="fp16"), "action")

@@ -82,6 +82,16 @@ def test_an_error_of_a_thousandth_of_the_scale_is_never_within_the_fitted_bound(
     assert 1e-3 * scale > fitted_atol(gap, scale) + RTOL * scale
 
 
+def test_only_the_fp32_default_is_fitted() -> None:
+    from getiaction_export.config import ToleranceSchema, tolerances
+
+    assert tolerances(OnnxFormatSchema(), "action")["source"] == fp32_bound.FITS == "fp32 default"
+    assert tolerances(OnnxFormatSchema(precision="fp16"), "action")["source"] != fp32_bound.FITS
+    assert tolerances(OnnxFormatSchema(rtol=1e-3), "action")["source"] == "format.atol/rtol"
+    own = OnnxFormatSchema(output_tolerances={"action": ToleranceSchema(max_share=0.5)})
+    assert tolerances(own, "action")["source"] == "format.output_tolerances.action"
+
+
 def test_the_record_says_how_the_bound_was_derived() -> None:
     default = {"atol": 1e-5, "rtol": 1e-4, "max_share": None, "min_cosine": None, "source": "fp32 default"}
     record = fitted(default, 5.33e-5, 9.10, 323.3)
