@@ -384,7 +384,7 @@ def build_torch(config: Config, f: dict[str, str], threads: int) -> tuple[Runner
 
 
 def build_ort(path: Path, threads: int) -> tuple[Runner, dict[str, Any], bool]:
-    """The tool's session (getiaction_export.runtimes.onnxruntime_session), spelled out."""
+    """The tool's session (getiaction_export.parity.runtimes.onnxruntime_session), spelled out."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

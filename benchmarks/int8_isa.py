@@ -16,7 +16,7 @@ under ``torch.manual_seed(0)`` as the app does, ``.eval()``) the ONNX graph (``p
 default: opset 18, dynamic batch), the f32 IR (``policy.to_openvino``), and one INT8 IR per fix
 (``getiaction.export.int8.quantize_openvino`` on the app's 100 calibration rows,
 ``getiaction_export.stages.calibrate.calibration_rows``: the sample, then 99 seeded rows drawn like it), the
-20 batch-1 test inputs (``getiaction_export.parity.verification_inputs``: the sample, then 19 seeded random
+20 batch-1 test inputs (``getiaction_export.parity.gate.verification_inputs``: the sample, then 19 seeded random
 inputs like it; seed 1, so apart from the sample they are not calibration rows, which the app draws from seed
 0) and PyTorch's outputs on them. For ACT it also writes the batch-1 levers: static-batch exports
 (``dynamic_batch=False``), onnxslim (``getiaction.export.transforms.simplify_onnx``), the opset 17 TorchScript
@@ -24,11 +24,11 @@ graph, and INT8 IRs quantized from the static IR.
 
 Every measurement is one child process running one runtime (``--worker``): it runs the 20 test inputs one at
 a time (their outputs are saved and compared with PyTorch's by the parent with the app's own
-``getiaction_export.parity.compare``: worst share of the largest |output| and lowest cosine over the 20), then
+``getiaction_export.parity.gate.compare``: worst share of the largest |output| and lowest cosine over the 20), then
 times batch-1 calls on the sample (warm-up, then >= ``seconds`` and >= 20 calls; median). OpenVINO compiles
 with ``INFERENCE_PRECISION_HINT=f32`` (required under the cap: without a hint OpenVINO picks bf16 from the
 CPU's flags, which the cap forbids), ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS``; onnxruntime
-with the tool's session (``getiaction_export.runtimes``); eager under ``torch.inference_mode()``. Threads 1 and
+with the tool's session (``getiaction_export.parity.runtimes``); eager under ``torch.inference_mode()``. Threads 1 and
 2; eager at 2 threads both with ``OMP_WAIT_POLICY=PASSIVE`` and unset (busy-waiting workers). Configurations
 alternate within each round, order reversed every other round; figures are medians over rounds. Each
 OpenVINO child also records the kernels its runtime model ran (``primitiveType``), to show the cap took.
@@ -169,8 +169,8 @@ def prepare(folder: Path, policies: list[str], levers: bool) -> None:
 
     from getiaction.export.int8 import quantize_openvino
     from getiaction.export.transforms import simplify_onnx
-    from getiaction_export.config import CalibrationSchema
-    from getiaction_export.parity import verification_inputs
+    from getiaction_export.config.schemas import CalibrationSchema
+    from getiaction_export.parity.gate import verification_inputs
     from getiaction_export.stages.calibrate import calibration_rows
 
     info: dict[str, Any] = {}
@@ -371,8 +371,8 @@ def summarize(configs: list[Config], samples: dict[str, list[dict[str, Any]]], f
     """Per configuration: the median ms over rounds and the worst accuracy over every round's 20 outputs."""
     import numpy as np
 
-    from getiaction_export.parity import compare
-    from getiaction_export.tolerance import DEFAULT_TOLERANCES
+    from getiaction_export.parity.gate import compare
+    from getiaction_export.parity.tolerance import DEFAULT_TOLERANCES
 
     summary = {}
     for config in configs:

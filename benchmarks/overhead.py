@@ -21,7 +21,7 @@ def tool_args(policy: str, folder: Path, extra: list[str]) -> list[str]:
 
 def app_switches() -> list[str]:
     """Work the bare script does not do and the tool does only on request: switch it off where it exists."""
-    from getiaction_export.config import OnnxFormatSchema
+    from getiaction_export.config.schemas import OnnxFormatSchema
 
     fields = OnnxFormatSchema.__dataclass_fields__
     return ["format.runtime_check=false"] if "runtime_check" in fields else []

@@ -1,6 +1,6 @@
 """(2) Exported speed: onnxruntime and OpenVINO vs PyTorch eager, ACT-like and diffusion-like policies,
 batch 1 and 8, with the runtimes configured exactly as the tool configures them for its latency
-report (getiaction_export.runtimes), plus the variants that show what the speed comes from.
+report (getiaction_export.parity.runtimes), plus the variants that show what the speed comes from.
 
 Every figure is measured in a fresh process (a runtime's idle worker threads must not slow the
 next one down), the configurations alternate within each round, and each process reports the
@@ -67,7 +67,7 @@ def child(folder: Path, policy: str, batch: int, runtime: str) -> None:
 
     from getiaction.policies.act import ACT
     from getiaction.policies.diffusion import Diffusion
-    from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
+    from getiaction_export.parity.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
     from getiaction_export.stages.latency import torch_call
 
     threads = default_threads()

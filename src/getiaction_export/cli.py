@@ -1,6 +1,6 @@
 """The command line: ``python -m getiaction_export [-m] [overrides...]``, the only ``@hydra.main``.
 
-Kept thin: the pre-flight (:mod:`getiaction_export.preflight`) composes and validates every job
+Kept thin: the pre-flight (:mod:`getiaction_export.config.preflight`) composes and validates every job
 before Hydra runs, so bad input gives one line and exit code 2 instead of Hydra's multi-line
 errors; Hydra then runs each job through the Hydra-free :func:`getiaction_export.job.run_config`,
 which records its own ``result.json``; after Hydra returns, the exit code is read back from the
@@ -32,8 +32,8 @@ from omegaconf.errors import MissingMandatoryValue
 
 from getiaction.errors import ConfigError, ExitCode
 from getiaction_export import interrupts
-from getiaction_export.config import register_schemas
-from getiaction_export.preflight import (
+from getiaction_export.config.folders import register_resolvers
+from getiaction_export.config.preflight import (
     CONFIG_MODULE,
     CONFIG_NAME,
     NO_JOB_FLAGS,
@@ -43,8 +43,9 @@ from getiaction_export.preflight import (
     split_args,
     sweep_size,
 )
-from getiaction_export.stages.report import RESULT_FILE
-from getiaction_export.summary import SUMMARY_FILE, register_resolvers
+from getiaction_export.config.schemas import register_schemas
+from getiaction_export.report.result import RESULT_FILE
+from getiaction_export.report.summary import SUMMARY_FILE
 
 # At import, not in main(): a launcher's worker (joblib, Ray, submitit) imports this module to
 # unpickle the task function, then resolves the job folder's name (hydra.sweep.subdir) itself.

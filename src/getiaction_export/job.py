@@ -1,7 +1,7 @@
 """The export job, free of Hydra: a composed config in, artifacts and ``result.json`` out.
 
 :func:`run_config` takes a composed config (a ``DictConfig``) and a folder; :func:`run_export`
-takes the validated :class:`~getiaction_export.config.ExportConfig`. Both return a
+takes the validated :class:`~getiaction_export.config.schemas.ExportConfig`. Both return a
 :class:`JobResult` and never raise for a failed export: the error, its kind and the exit code go
 into the result, so a sweep keeps going. :class:`ExportJob` is the phase list:
 
@@ -16,7 +16,7 @@ they were checked and verified; nothing the user already had is overwritten unle
 
 Example:
     >>> import tempfile, pathlib
-    >>> from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
+    >>> from getiaction_export.config.schemas import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
     >>> config = ExportConfig(policy=PolicySpec(target="getiaction.policies.Dummy"), input_sample=InputSampleSchema(),
     ...                       format=OnnxFormatSchema(opset_version=14), policy_name="dummy")
     >>> result = run_export(config, pathlib.Path(tempfile.mkdtemp()), echo=lambda line: None)
@@ -40,18 +40,18 @@ from getiaction.export.atomic import prepare_parent
 from getiaction.export.extras import missing_message
 from getiaction.export.versions import package_versions
 from getiaction_export import interrupts
-from getiaction_export.config import AllFormatSchema, ExportConfig, job_formats, left_out_formats
+from getiaction_export.config.schemas import AllFormatSchema, ExportConfig, job_formats, left_out_formats
 from getiaction_export.console import Console
 from getiaction_export.errors import INTERRUPTED, failure_of, one_line
 from getiaction_export.files import artifact_files, human_size
-from getiaction_export.parity import batch_of
-from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
+from getiaction_export.parity.gate import batch_of
+from getiaction_export.parity.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
+from getiaction_export.report.result import render_result, write_result
 from getiaction_export.stages import export, latency
 from getiaction_export.stages.build import build_policy
 from getiaction_export.stages.check import check_onnx, check_openvino
 from getiaction_export.stages.package import write_package
 from getiaction_export.stages.promote import promote
-from getiaction_export.stages.report import render_result, write_result
 from getiaction_export.stages.rollout import fit_task, rollout_format
 from getiaction_export.stages.runtime_check import runtime_check
 from getiaction_export.stages.sample import check_finite, make_input_sample
@@ -80,10 +80,10 @@ def run_config(cfg: Any, out_dir: Path, job: dict[str, Any] | None = None) -> Jo
     """Validate a composed config and run it into ``out_dir`` (``output_dir`` in the config wins)."""
     from omegaconf import OmegaConf
 
-    from getiaction_export.config import policy_name
+    from getiaction_export.config.identity import config_identity
+    from getiaction_export.config.schemas import policy_name
+    from getiaction_export.config.validation import validate
     from getiaction_export.files import sha256_of
-    from getiaction_export.identity import config_identity
-    from getiaction_export.validation import validate
 
     try:
         config = validate(cfg, policy_name=policy_name(cfg))
@@ -109,7 +109,7 @@ def best_effort(fmt: Any, outcome: FormatOutcome) -> bool:
     format list, for a precision other than the one ``format.precision`` asked for (``openvino_int8``).
 
     Example:
-        >>> from getiaction_export.config import OpenVINOFormatSchema
+        >>> from getiaction_export.config.schemas import OpenVINOFormatSchema
         >>> int8 = FormatOutcome("openvino_int8", OpenVINOFormatSchema(precision="int8"), staged=[], final=[])
         >>> best_effort(AllFormatSchema(), int8), best_effort(AllFormatSchema(formats=["openvino_int8"]), int8)
         (True, False)
@@ -357,7 +357,7 @@ class ExportJob:
 
     def _html_report(self, report: dict[str, Any]) -> None:
         """``report.html`` beside ``result.json``; a figure that cannot be drawn never changes the job's result."""
-        from getiaction_export.html_report import write_job_report
+        from getiaction_export.report.html import write_job_report
 
         try:
             write_job_report(self.state.out_dir, report)

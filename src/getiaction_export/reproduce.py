@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from getiaction.errors import ExitCode
-from getiaction_export.stages.report import RESULT_FILE
+from getiaction_export.report.result import RESULT_FILE
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

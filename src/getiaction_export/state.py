@@ -4,11 +4,11 @@ A :class:`JobState` holds the job's inputs (config, folder, identity) and what t
 produce: the :class:`BuiltPolicy`, the input sample, the shared float32 ONNX export, and per
 format a :class:`FormatOutcome` (its export, tolerances, verification cases, parity, latency,
 runtime check, promoted files). ``result.json`` and ``manifest.json`` are rendered from it
-(:mod:`getiaction_export.stages.report`, :mod:`getiaction_export.physicalai.manifest`); stages
+(:mod:`getiaction_export.report.result`, :mod:`getiaction_export.physicalai.manifest`); stages
 never read them back.
 
 Example:
-    >>> from getiaction_export.config import OnnxFormatSchema
+    >>> from getiaction_export.config.schemas import OnnxFormatSchema
     >>> outcome = FormatOutcome("onnx", OnnxFormatSchema(), staged=[], final=[])
     >>> outcome.status, outcome.precision, outcome.runtime
     ('pending', 'fp32', 'onnxruntime')
@@ -28,14 +28,14 @@ if TYPE_CHECKING:
     from torch import nn
 
     from getiaction.export.onnx import OnnxExportResult
-    from getiaction_export.config import ExportConfig
+    from getiaction_export.config.schemas import ExportConfig
     from getiaction_export.errors import Failure
-    from getiaction_export.fp32_bound import Float64Reference
-    from getiaction_export.parity import ParityReport
+    from getiaction_export.parity.fp32_bound import Float64Reference
+    from getiaction_export.parity.gate import ParityReport
+    from getiaction_export.parity.runtimes import Runner, TorchReference
+    from getiaction_export.parity.tolerance import Tolerance
     from getiaction_export.rollout.adapter import TaskAdapter
     from getiaction_export.rollout.episodes import Run
-    from getiaction_export.runtimes import Runner, TorchReference
-    from getiaction_export.tolerance import Tolerance
 
 RUNTIMES = {"torch": "reloaded checkpoint", "onnx": "onnxruntime", "openvino": "OpenVINO",
             "openvino_int8": "OpenVINO", "executorch": "ExecuTorch"}
@@ -101,12 +101,12 @@ class Verification:
     reference: TorchReference
     tolerances: dict[str, dict[str, Any]]
     """``{output: {atol, rtol, max_share, min_cosine, source}}``; a fitted fp32 bound adds how it was derived
-    (:func:`getiaction_export.fp32_bound.fitted`)."""
+    (:func:`getiaction_export.parity.fp32_bound.fitted`)."""
     dynamic: bool
 
     def bounds(self) -> dict[str, Tolerance]:
         """``{output: Tolerance}``."""
-        from getiaction_export.tolerance import Tolerance
+        from getiaction_export.parity.tolerance import Tolerance
 
         return {name: Tolerance(*(chosen[key] for key in Tolerance._fields))
                 for name, chosen in self.tolerances.items()}
@@ -179,7 +179,7 @@ class JobState:
     config: ExportConfig
     out_dir: Path
     identity: dict[str, Any]
-    """The resolved config without output paths and its hash (:mod:`getiaction_export.identity`)."""
+    """The resolved config without output paths and its hash (:mod:`getiaction_export.config.identity`)."""
     versions: dict[str, str]
     formats: dict[str, FormatOutcome]
     job: dict[str, Any] | None = None

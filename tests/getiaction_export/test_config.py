@@ -16,7 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from getiaction.errors import ConfigError
-from getiaction_export.config import (
+from getiaction_export.config.preflight import CONFIG_MODULE, preflight
+from getiaction_export.config.schemas import (
     FORMAT_SCHEMAS,
     GROUPS,
     InputSampleSchema,
@@ -24,8 +25,7 @@ from getiaction_export.config import (
     RolloutSchema,
     policy_name,
 )
-from getiaction_export.preflight import CONFIG_MODULE, preflight
-from getiaction_export.validation import validate
+from getiaction_export.config.validation import validate
 
 CONF = files(CONFIG_MODULE)
 

@@ -17,7 +17,13 @@ import torch
 
 from getiaction.errors import ExitCode
 from getiaction.policies import Dummy
-from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema, OpenVINOFormatSchema, PolicySpec
+from getiaction_export.config.schemas import (
+    AllFormatSchema,
+    ExportConfig,
+    InputSampleSchema,
+    OpenVINOFormatSchema,
+    PolicySpec,
+)
 from getiaction_export.deploy_check import main
 from getiaction_export.files import sha256_of
 from getiaction_export.job import run_export

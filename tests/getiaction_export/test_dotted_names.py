@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from getiaction.errors import ConfigError
-from getiaction_export.preflight import CONFIG_MODULE, preflight
-from getiaction_export.validation import validate
+from getiaction_export.config.preflight import CONFIG_MODULE, preflight
+from getiaction_export.config.validation import validate
 from tests.getiaction_export.conftest import read_json
 from tests.getiaction_export.dotted_modules import INPUTS
 

@@ -17,7 +17,7 @@ import torch
 
 from getiaction.export.transforms import SimplifyResult
 from getiaction.policies import Dummy, DummyConfig
-from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
+from getiaction_export.config.schemas import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
 from getiaction_export.job import run_export
 from tests.getiaction_export.conftest import read_json
 

@@ -1,4 +1,4 @@
-"""The fp32 parity bound fitted to the policy (:mod:`getiaction_export.fp32_bound`).
+"""The fp32 parity bound fitted to the policy (:mod:`getiaction_export.parity.fp32_bound`).
 
 Its arithmetic; the float64 run; and the gate through ``run_export`` and the CLI: a policy whose
 float32 forward is far from exact passes with a fitted bound where the fixed 1e-5 refuses it,
@@ -19,14 +19,15 @@ import pytest
 import torch
 
 from getiaction_export import fp32_bound
-from getiaction_export.config import (
+from getiaction_export.config.schemas import (
     AllFormatSchema,
     ExportConfig,
     InputSampleSchema,
     OnnxFormatSchema,
     PolicySpec,
 )
-from getiaction_export.fp32_bound import (
+from getiaction_export.job import run_export
+from getiaction_export.parity.fp32_bound import (
     CEILING_SHARE,
     FLOOR_ATOL,
     MULTIPLE,
@@ -37,7 +38,6 @@ from getiaction_export.fp32_bound import (
     float64_default,
     float64_gaps,
 )
-from getiaction_export.job import run_export
 from tests.getiaction_export.conftest import read_json
 from tests.getiaction_export.fp32_modules import Chain, Float32Only
 from tests.getiaction_export.test_formats import repo_on_path
@@ -83,7 +83,7 @@ def test_an_error_of_a_thousandth_of_the_scale_is_never_within_the_fitted_bound(
 
 
 def test_only_the_fp32_default_is_fitted() -> None:
-    from getiaction_export.config import ToleranceSchema, tolerances
+    from getiaction_export.config.schemas import ToleranceSchema, tolerances
 
     assert tolerances(OnnxFormatSchema(), "action")["source"] == fp32_bound.FITS == "fp32 default"
     assert tolerances(OnnxFormatSchema(precision="fp16"), "action")["source"] != fp32_bound.FITS

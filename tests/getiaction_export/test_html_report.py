@@ -43,22 +43,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec, policy_name
-from getiaction_export.html_parts import cpu_text
-from getiaction_export.html_report import (
+from getiaction_export.config.preflight import CONFIG_MODULE
+from getiaction_export.config.schemas import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec, policy_name
+from getiaction_export.config.validation import validate
+from getiaction_export.job import run_export
+from getiaction_export.machine import cpu_line, describe_machine, isa_features, runtimes_line
+from getiaction_export.report.html import (
     REPORT_FILE,
     job_report_html,
     sweep_report_html,
     write_job_report,
     write_sweep_report,
 )
-from getiaction_export.html_rollout import rollout_section
-from getiaction_export.html_rollout_figures import gap_text
-from getiaction_export.job import run_export
-from getiaction_export.machine import cpu_line, describe_machine, isa_features, runtimes_line
-from getiaction_export.preflight import CONFIG_MODULE
-from getiaction_export.summary import COLUMNS, job_rows
-from getiaction_export.validation import validate
+from getiaction_export.report.parts import cpu_text
+from getiaction_export.report.rollout import rollout_section
+from getiaction_export.report.rollout_figures import gap_text
+from getiaction_export.report.table import COLUMNS, job_rows
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -530,7 +530,7 @@ def test_a_job_report_renders_within_a_second(sweep: Path) -> None:
 
 
 def test_the_report_module_imports_neither_torch_nor_hydra() -> None:
-    code = "import sys, getiaction_export.html_report; print(sorted({'torch', 'hydra'} & set(sys.modules)))"
+    code = "import sys, getiaction_export.report.html; print(sorted({'torch', 'hydra'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 

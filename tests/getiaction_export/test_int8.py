@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import pytest
+import torch
 
 from getiaction.errors import ExitCode
-from getiaction_export.config import OpenVINOFormatSchema, ToleranceSchema, tolerances
+from getiaction_export.config.schemas import CalibrationSchema, OpenVINOFormatSchema, ToleranceSchema, tolerances
 from getiaction_export.machine import isa_features
 from tests.getiaction_export.conftest import read_json
 from tests.getiaction_export.test_formats import repo_on_path
@@ -201,3 +202,14 @@ def test_the_latency_stage_says_whether_int8_is_faster_than_f32_on_this_cpu(cli,
     assert latency["vs_f32"] == round(latency["f32_ms"] / latency["runtime_ms"], 3)
     # the advice follows the figures, whichever way this CPU goes
     assert ("[latency] ! int8 is not faster than f32 on this CPU" in run.output) == (latency["vs_f32"] <= 1.0)
+
+
+def test_int8_is_verified_on_inputs_it_was_not_calibrated_on() -> None:
+    from getiaction_export.parity.gate import verification_inputs
+    from getiaction_export.stages.calibrate import calibration_rows
+
+    sample = {"state": torch.rand(1, 14) * 2 - 1}
+    rows, _ = calibration_rows(CalibrationSchema(samples=50), sample, ["state"])
+    cases = verification_inputs(sample, [1, 2, 8], True, 3, seed=0)  # the gate's, with the same seed 0
+    calibrated = {row["state"].tobytes() for row in rows[1:]}  # row 0 is the sample itself, by design
+    assert not any(inputs["state"][:1].numpy().tobytes() in calibrated for _, inputs in cases[1:])

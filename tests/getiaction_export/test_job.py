@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from getiaction_export.config import AllFormatSchema, ExportConfig, InputSampleSchema, PolicySpec
+from getiaction_export.config.schemas import AllFormatSchema, ExportConfig, InputSampleSchema, PolicySpec
 from getiaction_export.job import ExportJob
 
 from .conftest import read_json

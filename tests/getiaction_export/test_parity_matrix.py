@@ -18,8 +18,8 @@ import yaml
 
 from getiaction.errors import OpsetError
 from getiaction.export.onnx import call_with_batch
-from getiaction_export.config import PolicySpec
-from getiaction_export.runtimes import onnxruntime_session
+from getiaction_export.config.schemas import PolicySpec
+from getiaction_export.parity.runtimes import onnxruntime_session
 from getiaction_export.stages.build import build_policy
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from getiaction_export.config import (
+from getiaction_export.config.schemas import (
     AllFormatSchema,
     ExportConfig,
     InputSampleSchema,
@@ -25,11 +25,11 @@ from getiaction_export.config import (
     OpenVINOFormatSchema,
     PolicySpec,
 )
+from getiaction_export.config.validation import validate
 from getiaction_export.files import sha256_of
 from getiaction_export.job import run_export
-from getiaction_export.parity import verification_inputs
+from getiaction_export.parity.gate import verification_inputs
 from getiaction_export.stages.build import build_policy
-from getiaction_export.validation import validate
 from tests.getiaction_export.conftest import read_json
 
 physicalai = pytest.importorskip("physicalai", reason="the [deploy] extra (physicalai) is part of [dev]")

@@ -190,7 +190,7 @@ def test_lerobot_input_names_are_fed_through_the_package(cli, tmp_path: Path) ->
 def seeker_runner(offset: float = 0.0):  # type: ignore[no-untyped-def]
     import torch
 
-    from getiaction_export.runtimes import torch_runner
+    from getiaction_export.parity.runtimes import torch_runner
     from tests.getiaction_export.rollout_modules import Seeker
 
     torch.manual_seed(0)
@@ -243,9 +243,9 @@ def test_queue_driver_plays_chunks_like_physicalai(tmp_path: Path) -> None:
     """QueueDriver and physicalai's select_action give the same rows from the same package."""
     from physicalai.inference import InferenceModel
 
-    from getiaction_export.config import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
+    from getiaction_export.config.schemas import ExportConfig, InputSampleSchema, OnnxFormatSchema, PolicySpec
     from getiaction_export.job import run_export
-    from getiaction_export.runtimes import OnnxRuntimeModel
+    from getiaction_export.parity.runtimes import OnnxRuntimeModel
 
     config = ExportConfig(policy=PolicySpec(target="tests.getiaction_export.rollout_modules.make_seeker"),
                           input_sample=InputSampleSchema(), format=OnnxFormatSchema(opset_version=17, latency=False),

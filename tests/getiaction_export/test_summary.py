@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from getiaction_export.machine import describe_machine, isa_features, machine_line
-from getiaction_export.summary import SUMMARY_FILE, summarize
+from getiaction_export.report.summary import SUMMARY_FILE, summarize
 
 VNNI_BF16 = {"avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from getiaction_export.summary import FOLDER_NAME_BYTES, short_folder_name
+from getiaction_export.config.folders import FOLDER_NAME_BYTES, short_folder_name
 from tests.getiaction_export.conftest import read_json
 from tests.getiaction_export.dotted_modules import INPUTS
 

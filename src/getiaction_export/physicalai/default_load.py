@@ -23,7 +23,7 @@ from getiaction_export.physicalai.runtime import RuntimeRunner, load
 if TYPE_CHECKING:
     import torch
 
-    from getiaction_export.runtimes import Runner
+    from getiaction_export.parity.runtimes import Runner
 
 
 REDUCED_PRECISION_TOLERANCE = 5e-2
@@ -57,7 +57,7 @@ def check_default_load(
     reduced: bool,
 ) -> dict[str, Any]:
     """The hint-free load ``model`` (made by ``call``) on every case against PyTorch (:func:`default_load_figures`)."""
-    from getiaction_export.tolerance import compare
+    from getiaction_export.parity.tolerance import compare
 
     runner = RuntimeRunner(model, names)
     indexes = [list(all_names).index(name) for name in names]

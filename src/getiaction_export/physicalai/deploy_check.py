@@ -54,6 +54,7 @@ import numpy as np
 
 from getiaction.errors import ExitCode, GetiActionError
 from getiaction_export.files import sha256_of
+from getiaction_export.parity.tolerance import Tolerance, failure_phrase
 from getiaction_export.physicalai.manifest import (
     BACKEND_SUFFIX,
     F32_CALL,
@@ -65,7 +66,6 @@ from getiaction_export.physicalai.manifest import (
     drivability,
     is_image_input,
 )
-from getiaction_export.tolerance import Tolerance, failure_phrase
 
 
 class NotDeployable(GetiActionError):

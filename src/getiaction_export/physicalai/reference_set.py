@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from getiaction.export.atomic import atomic_write_bytes
-from getiaction_export.tolerance import Tolerance, compare, keep_worst
+from getiaction_export.parity.tolerance import Tolerance, compare, keep_worst
 
 REFERENCE_FILE = "reference.npz"
 BUDGET_BYTES = 256 * 1024

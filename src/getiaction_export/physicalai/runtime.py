@@ -88,7 +88,7 @@ def model_file(model: Any) -> str | None:
     return Path(lookup()).name if callable(lookup) else None
 
 class RuntimeRunner:
-    """An ``InferenceModel`` called like a verification :data:`~getiaction_export.runtimes.Runner`."""
+    """An ``InferenceModel`` called like a verification :data:`~getiaction_export.parity.runtimes.Runner`."""
 
     def __init__(self, model: Any, output_names: Sequence[str]) -> None:
         self.model = model

@@ -52,6 +52,7 @@ import numpy as np
 
 from getiaction.errors import ExportError, VerificationError
 from getiaction_export.errors import first_line
+from getiaction_export.parity.tolerance import Tolerance
 from getiaction_export.physicalai.default_load import (
     DefaultLoadError,
     default_load,
@@ -64,12 +65,11 @@ from getiaction_export.physicalai.manifest import (
     is_image_input,
 )
 from getiaction_export.physicalai.runtime import RuntimeRunner, load, model_file, physicalai_version
-from getiaction_export.tolerance import Tolerance
 
 if TYPE_CHECKING:
     import torch
 
-    from getiaction_export.runtimes import Runner
+    from getiaction_export.parity.runtimes import Runner
 
 
 def _counted_runs(model: Any) -> list[int]:
@@ -100,7 +100,7 @@ def check_chunks(
     rtol: float,
 ) -> dict[str, Any]:
     """``predict_action_chunk`` and ``select_action`` on two batch-1 observations (see the module doc)."""
-    from getiaction_export.tolerance import compare
+    from getiaction_export.parity.tolerance import compare
 
     expected = _chunk_of(reference(first)[action_index])
     feed = {name: tensor.numpy() for name, tensor in first.items()}
@@ -153,7 +153,7 @@ def check_robot_loop(
     """uint8 ``(1, H, W, 3)`` frames through the manifest's preprocessing, and the loop's own observation."""
     import torch
 
-    from getiaction_export.tolerance import compare
+    from getiaction_export.parity.tolerance import compare
 
     record = drivability(inputs)
     frames = frames_for(inputs, observation, seed)
@@ -176,7 +176,7 @@ def _through_policy_source(
     from physicalai.capture.frame import Frame
     from physicalai.runtime.action_sources.policy import PolicySource
 
-    from getiaction_export.tolerance import compare
+    from getiaction_export.parity.tolerance import compare
 
     robot = types.SimpleNamespace(state=observation["state"].numpy()[0], images=None)
     cameras = {camera_name(name): Frame(data=frame[0], timestamp=0.0, sequence=0) for name, frame in frames.items()}
@@ -228,7 +228,7 @@ def check_package(
     :class:`VerificationError` when its numbers differ from PyTorch's beyond the tolerance, and
     :class:`DefaultLoadError` (one) when the default backend loaded with no hints does.
     """
-    from getiaction_export.parity import check_parity
+    from getiaction_export.parity.gate import check_parity
 
     started = time.perf_counter()
     model, figures = _loaded(folder, backend, default_backend, expected_file)

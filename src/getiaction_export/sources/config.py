@@ -5,7 +5,7 @@ its annotations name (:func:`getiaction.export.serialization.from_plain`, which 
 ``class_path`` outside the allow-list before importing anything); the weights come from the seed.
 
 Example:
-    >>> from getiaction_export.config import PolicySpec
+    >>> from getiaction_export.config.schemas import PolicySpec
     >>> built = from_config(PolicySpec(target="getiaction.policies.Dummy", kwargs={"config": {"action_shape": [3]}}))
     >>> built.class_path, built.source, built.module.config.action_shape
     ('getiaction.policies.dummy.policy.Dummy', 'config', (3,))
@@ -29,7 +29,7 @@ from torch import nn
 from getiaction.errors import ConfigError, SerializationError
 from getiaction.export.serialization import from_plain
 from getiaction.export.torch import class_path_of
-from getiaction_export.config import PolicySpec
+from getiaction_export.config.schemas import PolicySpec
 from getiaction_export.state import BuiltPolicy
 
 

@@ -1,7 +1,7 @@
 """Stage ``build``: the policy to export, from a checkpoint when one is given, else from config.
 
 Example:
-    >>> from getiaction_export.config import PolicySpec
+    >>> from getiaction_export.config.schemas import PolicySpec
     >>> build_policy(PolicySpec(target="getiaction.policies.Dummy")).source
     'config'
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from getiaction_export.config import PolicySpec
+from getiaction_export.config.schemas import PolicySpec
 from getiaction_export.sources.checkpoint import from_checkpoint
 from getiaction_export.sources.config import from_config
 from getiaction_export.state import BuiltPolicy

@@ -8,7 +8,7 @@ ones: activation ranges come from what the robot will see.
 
 Example:
     >>> import torch
-    >>> from getiaction_export.config import CalibrationSchema
+    >>> from getiaction_export.config.schemas import CalibrationSchema
     >>> rows, record = calibration_rows(CalibrationSchema(samples=4), {"state": torch.zeros(2, 3)}, ["state"])
     >>> len(rows), rows[0]["state"].shape, record["source"], record["samples"]
     (4, (1, 3), 'random', 4)
@@ -24,7 +24,7 @@ import torch
 
 from getiaction.errors import ConfigError
 from getiaction_export.files import sha256_of
-from getiaction_export.parity import random_like
+from getiaction_export.parity.gate import random_like
 
 Row = dict[str, np.ndarray]
 
@@ -43,8 +43,13 @@ def calibration_rows(schema: Any, sample: dict[str, torch.Tensor],
     return rows, record
 
 
+CALIBRATION_STREAM = 0x5EED_CA1B
+"""Mixed into ``format.calibration.seed``: the same seed as the gate's (``format.seed``, both 0 by default) must
+not draw the same rows, or the INT8 gate would check the IR on the inputs it was calibrated on."""
+
+
 def _random_rows(sample: dict[str, torch.Tensor], names: list[str], count: int, seed: int) -> list[Row]:
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed ^ CALIBRATION_STREAM)
     first = {name: sample[name][:1].numpy() for name in names}
     rows = [{name: random_like(sample[name], 1, generator).numpy() for name in names} for _ in range(count - 1)]
     return [first, *rows]

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from getiaction_export.machine import cpu_line
-from getiaction_export.parity import batch_of
+from getiaction_export.parity.gate import batch_of
 
 if TYPE_CHECKING:
-    from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel
+    from getiaction_export.parity.runtimes import OnnxRuntimeModel, OpenVINOModel
     from getiaction_export.state import FormatOutcome, JobState
 
 WARMUP = 3
@@ -123,7 +123,7 @@ def f32_baseline(state: JobState, outcome: FormatOutcome, batch: dict[str, torch
     OpenVINO INT8: the f32 IR (this job's ``openvino`` format when it was timed, else the IR INT8 was made from);
     ONNX fp16: the float32 ONNX export. None for float32 formats, or when no counterpart is at hand.
     """
-    from getiaction_export.runtimes import OnnxRuntimeModel, OpenVINOModel
+    from getiaction_export.parity.runtimes import OnnxRuntimeModel, OpenVINOModel
 
     if outcome.precision not in ("int8", "fp16") or state.graph is None:
         return None

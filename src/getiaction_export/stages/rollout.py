@@ -42,7 +42,7 @@ digits; the maxima the gate compares are exact."""
 
 def fit_task(state: JobState) -> str:
     """Check that the policy fits the task; set ``state.rollout``; return what the task feeds (for the stage line)."""
-    from getiaction_export.runtimes import torch_runner
+    from getiaction_export.parity.runtimes import torch_runner
 
     rollout, built, sample = state.config.rollout, state.built, state.sample
     assert rollout.adapter and built is not None and sample is not None
@@ -142,7 +142,7 @@ def rollout_record(state: JobState) -> dict[str, Any] | None:
 
 def _reference(state: JobState, task: Rollout, echo: Callable[[str], None]) -> None:
     """PyTorch eager's episodes (the LeRobot source's own inference where there is one)."""
-    from getiaction_export.runtimes import torch_runner
+    from getiaction_export.parity.runtimes import torch_runner
 
     built = state.built
     assert built is not None
@@ -170,7 +170,7 @@ def _episodes(state: JobState, task: Rollout, driver: Any, label: str) -> list[R
 def _driver(state: JobState, outcome: FormatOutcome, stack: ExitStack) -> tuple[Any, str]:
     """The package through physicalai where the job checks packages; else the verified runtime behind a queue."""
     from getiaction_export.physicalai.runtime import enabled, load
-    from getiaction_export.stages.runtime_check import staged_package
+    from getiaction_export.physicalai.staging import staged_package
 
     task = state.rollout
     assert task is not None

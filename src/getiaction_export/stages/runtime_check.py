@@ -1,8 +1,7 @@
 """Stage ``runtime_check``: the package, as it will be, through physicalai, before the format is promoted.
 
-The package is assembled in a hidden folder beside the artifacts: the staged files linked
-under their final names, the job's already promoted formats, and the manifest the package stage
-will write; so nothing gets a final name before the runtime ran it. It is checked on the same
+The package is assembled in a hidden folder beside the artifacts (:mod:`getiaction_export.physicalai.staging`),
+so nothing gets a final name before the runtime ran it. It is checked on the same
 inputs, PyTorch outputs and tolerances as the parity gate (the format's
 :class:`~getiaction_export.state.Verification`), and once more as ``InferenceModel(folder)``
 loads it with no hints (OpenVINO then computes in bf16 on a CPU that has it: said in a ``!``
@@ -11,18 +10,16 @@ line). What is checked is :mod:`getiaction_export.physicalai.runtime_check`.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from getiaction.errors import GetiActionError
 from getiaction.export.extras import install_command
-from getiaction_export.physicalai.manifest import PACKAGE_FORMATS, package_files, package_manifest, write_manifest
+from getiaction_export.physicalai.manifest import PACKAGE_FORMATS
 from getiaction_export.physicalai.runtime import enabled, physicalai_version
 from getiaction_export.physicalai.runtime_check import check_package
+from getiaction_export.physicalai.staging import staged_package
 from getiaction_export.state import FormatOutcome, JobState
 
 
@@ -60,47 +57,9 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
              f"({loaded['precision']} tolerance {loaded['tolerance']['relative']:.0%}{verdict})")
 
 
-@contextmanager
-def staged_package(state: JobState, outcome: FormatOutcome) -> Iterator[tuple[Path, str]]:
-    """The package as it will be once ``outcome`` is promoted, in a hidden folder removed afterwards.
-
-    Yields the folder and the package's default backend (the rollout stage drives the same package).
-    """
-    replica = state.out_dir / f".{outcome.final[0].stem}.package"
-    shutil.rmtree(replica, ignore_errors=True)  # left by a killed run
-    try:
-        yield replica, _assemble(state, outcome, replica)
-    finally:
-        shutil.rmtree(replica, ignore_errors=True)
-
-
-def _assemble(state: JobState, outcome: FormatOutcome, replica: Path) -> str:
-    """Link the package's files into ``replica`` and write its manifest; returns the default backend."""
-    replica.mkdir()
-    files = package_files(state, staged=outcome)
-    for name in files:
-        other = state.formats[name]
-        sources = outcome.staged if other is outcome else [Path(path) for path in other.files]
-        for source, final in zip(sources, other.final, strict=True):
-            _link(source, replica / final.name)
-    write_manifest(replica, package_manifest(state, files, with_checks=False))
-    return next(iter(files))
-
-
 def _check(replica: Path, state: JobState, outcome: FormatOutcome, default: str) -> dict[str, Any]:
     verification = outcome.verification
     assert verification is not None and state.graph is not None
     return check_package(replica, outcome.name, default, outcome.final[0].name, verification.reference,
                          verification.cases, state.graph.output_names, verification.bounds(), state.graph.inputs,
                          seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32")
-
-
-def _link(source: Path, target: Path) -> None:
-    """``target`` showing ``source``'s bytes without copying them where possible (a hard link, else a symlink)."""
-    try:
-        os.link(source, target)
-    except OSError:
-        try:
-            os.symlink(Path(source).resolve(), target)
-        except OSError:
-            shutil.copyfile(source, target)

@@ -1,7 +1,7 @@
 """Stage ``sample``: the example inputs the export traces with and verification is shaped like.
 
 Example:
-    >>> from getiaction_export.config import InputSampleSchema, TensorSpecSchema
+    >>> from getiaction_export.config.schemas import InputSampleSchema, TensorSpecSchema
     >>> spec = InputSampleSchema(name="random", inputs={"state": TensorSpecSchema(shape=[1, 8])})
     >>> sample = make_input_sample(spec, module=None)
     >>> tuple(sample["state"].shape), sample["state"].dtype
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from getiaction.errors import ConfigError, ExportError, MissingSampleError
-from getiaction_export.config import InputSampleSchema, TensorSpecSchema, dotted_names
-from getiaction_export.parity import random_tensor
+from getiaction_export.config.schemas import InputSampleSchema, TensorSpecSchema, dotted_names
+from getiaction_export.parity.gate import random_tensor
 
 DTYPES = {
     "float32": torch.float32,
@@ -136,7 +136,7 @@ def load_sample_file(path: str | None) -> dict[str, torch.Tensor]:
 
 def check_finite(module: Any, call_style: str, sample: dict[str, torch.Tensor]) -> None:
     """Refuse a policy whose own outputs are NaN/Inf on the sample: no export of it could be verified."""
-    from getiaction_export.runtimes import torch_runner
+    from getiaction_export.parity.runtimes import torch_runner
 
     try:
         outputs = torch_runner(module, call_style)(sample)

@@ -12,8 +12,8 @@ from typing import Any
 
 from getiaction.errors import ExportError, VerificationError
 from getiaction_export.errors import one_line
-from getiaction_export.parity import check_parity
-from getiaction_export.runtimes import OnnxRuntimeModel
+from getiaction_export.parity.gate import check_parity
+from getiaction_export.parity.runtimes import OnnxRuntimeModel
 from getiaction_export.stages.check import check_onnx
 from getiaction_export.stages.verify import record
 from getiaction_export.state import FormatOutcome, JobState

@@ -1,9 +1,9 @@
 """Stage ``verify``: hold each artifact to PyTorch on the same seeded inputs, within each output's tolerance.
 
 :func:`verification_for` decides once per format what the artifact is held to (the inputs, the
-job's shared :class:`~getiaction_export.runtimes.TorchReference`, each output's tolerance); the
+job's shared :class:`~getiaction_export.parity.runtimes.TorchReference`, each output's tolerance); the
 parity stage and the physicalai runtime check both use it. An fp32 output held to the precision's
-default gets a bound fitted to PyTorch's own float32 rounding (:mod:`getiaction_export.fp32_bound`;
+default gets a bound fitted to PyTorch's own float32 rounding (:mod:`getiaction_export.parity.fp32_bound`;
 the float64 run it needs happens once per job, inside the first verify stage that needs it, and
 never when no format uses the default). :func:`gate` runs a candidate runtime on it and records
 the figures in the format's outcome; a failure raises.
@@ -19,12 +19,12 @@ import torch
 
 from getiaction.errors import ConfigError, ExportError, VerificationError
 from getiaction.export import Export
-from getiaction_export.config import tolerances
-from getiaction_export.fp32_bound import FITS, Float64Reference, describe, fitted, float64_gaps
-from getiaction_export.parity import ParityReport, check_parity, verification_inputs
-from getiaction_export.runtimes import Runner, TorchReference, torch_runner
+from getiaction_export.config.schemas import tolerances
+from getiaction_export.parity.fp32_bound import FITS, Float64Reference, describe, fitted, float64_gaps
+from getiaction_export.parity.gate import ParityReport, check_parity, verification_inputs
+from getiaction_export.parity.runtimes import Runner, TorchReference, torch_runner
+from getiaction_export.parity.tolerance import Tolerance
 from getiaction_export.state import Cases, FormatOutcome, JobState, Verification
-from getiaction_export.tolerance import Tolerance
 
 
 def verification_for(state: JobState, outcome: FormatOutcome) -> Verification:

@@ -10,7 +10,7 @@ and ``cosine >= min_cosine``: reduced precision, where an elementwise bound is e
 large outputs or too tight for small ones). Non-finite values on either side fail the output, and
 which side had them is recorded (``nonfinite_expected`` / ``nonfinite_actual``).
 
-The runtimes being compared are in :mod:`getiaction_export.runtimes`; the stage that runs the
+The runtimes being compared are in :mod:`getiaction_export.parity.runtimes`; the stage that runs the
 gate and records its figures is :mod:`getiaction_export.stages.verify`.
 
 Example:
@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from getiaction_export.runtimes import Runner
-from getiaction_export.tolerance import Tolerance, compare, failure_phrase, keep_worst
+from getiaction_export.parity.runtimes import Runner
+from getiaction_export.parity.tolerance import Tolerance, compare, failure_phrase, keep_worst
 
 
 @dataclass

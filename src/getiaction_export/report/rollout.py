@@ -4,8 +4,8 @@ A job whose ``result.json`` has a ``rollout`` record (:func:`getiaction_export.s
 gets the section ``rollout`` on its page (:func:`rollout_section`: ``rollout-table``, and per format
 ``fig-rollout-<format>``); a sweep with a job that rolled out gets ``sweep-rollout``
 (:func:`sweep_rollout_section`: ``fig-sweep-rollout``, and ``rollout-table`` per job and format).
-:mod:`getiaction_export.html_report` places them on its pages. The drawings are
-:mod:`getiaction_export.html_rollout_figures`'s, the pieces of HTML :mod:`getiaction_export.html_parts`'s.
+:mod:`getiaction_export.report.html` places them on its pages. The drawings are
+:mod:`getiaction_export.report.rollout_figures`'s, the pieces of HTML :mod:`getiaction_export.report.parts`'s.
 Torch-free and Hydra-free.
 
 Example:
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from getiaction_export.html_figures import as_int, number
-from getiaction_export.html_parts import badge, classes, escape, figure_html, fmt, pass_badge, slug
-from getiaction_export.html_rollout_figures import (
+from getiaction_export.report.figures import as_int, number
+from getiaction_export.report.parts import badge, classes, escape, figure_html, fmt, pass_badge, slug
+from getiaction_export.report.rollout_figures import (
     gap_text,
     positive_steps,
     rollout_figure,

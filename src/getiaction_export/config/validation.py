@@ -1,4 +1,4 @@
-"""Validation: a composed config checked against the schemas of :mod:`getiaction_export.config`, all at once.
+"""Validation: a composed config checked against the schemas of :mod:`getiaction_export.config.schemas`, all at once.
 
 Generic, field by field: OmegaConf's typed assignment, then each field's metadata (choices from the
 library enums, bounds), then the few rules that join two options. Every problem is reported in one
@@ -40,7 +40,7 @@ from getiaction.export.options import (
     Exporter,
     Precision,
 )
-from getiaction_export.config import (
+from getiaction_export.config.schemas import (
     FORMAT_PACKAGES,
     FORMAT_SCHEMAS,
     GROUPS,
@@ -265,7 +265,7 @@ def _rollout(node: Any, fmt: Any, errors: list[str]) -> RolloutSchema | None:
     """``rollout``: a task needs its adapter and the ``[sim]`` packages; ``max_gap`` is keyed by precision, and
     every precision the job exports has a bound (``rollout.max_gap`` or the adapter's)."""
     from getiaction.export.extras import missing_message
-    from getiaction_export.config import job_formats
+    from getiaction_export.config.schemas import job_formats
 
     rollout = _typed(RolloutSchema, node, "rollout", errors)
     if rollout is None or not rollout.enabled:
@@ -325,7 +325,7 @@ def _check_exporter(fmt: OnnxFormatSchema, errors: list[str]) -> None:
 def _check_formats(fmt: OnnxFormatSchema, errors: list[str]) -> None:
     """The formats a job produces, their optional packages, and options that apply to none of them."""
     from getiaction.export.extras import installed, missing_message
-    from getiaction_export.config import installed_formats
+    from getiaction_export.config.schemas import installed_formats
 
     every = isinstance(fmt, AllFormatSchema)
     names = [fmt.name]

@@ -1,9 +1,9 @@
 """The figures of ``report.html``'s rollout sections: a job's closed-loop runs, and a sweep's drift per step.
 
 Each returns a matplotlib ``Figure`` (Agg backend, no display) built from a ``result.json``'s
-``rollout`` record, or None when there is nothing to draw; :mod:`getiaction_export.html_rollout`
+``rollout`` record, or None when there is nothing to draw; :mod:`getiaction_export.report.rollout`
 lays them into the page. The shared drawing helpers (colours, log limits, a new figure) are
-:mod:`getiaction_export.html_figures`'s. Also the gap as text: :func:`gap_text` (the page) and
+:mod:`getiaction_export.report.figures`'s. Also the gap as text: :func:`gap_text` (the page) and
 :func:`rollout_gap_text` (summary.md's ``rollout gap`` cell). No torch here.
 
 Example:
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from getiaction_export.html_figures import COLORS, FAILED, log_limits, new_figure, number, row_label
+from getiaction_export.report.figures import COLORS, FAILED, log_limits, new_figure, number, row_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

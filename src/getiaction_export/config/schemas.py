@@ -3,7 +3,7 @@
 An option is one schema field: type, default, docstring, and in its metadata the choices (a library
 enum such as :class:`~getiaction.export.options.Exporter`), bounds (``min``/``max``) and the one
 kind of its group that reads it (``only_for``: the schema's ``name``).
-:mod:`getiaction_export.validation` checks a composed config against these schemas generically and
+:mod:`getiaction_export.config.validation` checks a composed config against these schemas generically and
 returns an :class:`ExportConfig`.
 
 ``conf/`` is composed as plain YAML: with these schemas in its defaults lists, Hydra's typed merge
@@ -167,7 +167,7 @@ class OnnxFormatSchema:
     (OpenVINO only: post-training INT8 calibrated on ``calibration``)."""
     atol: float | None = field(default=None, metadata=AT_LEAST_0)
     """Parity gate ``|a - b| <= atol + rtol * |b|``; null: the precision's default
-    (:data:`~getiaction_export.tolerance.DEFAULT_TOLERANCES`; int8 is judged by scale instead)."""
+    (:data:`~getiaction_export.parity.tolerance.DEFAULT_TOLERANCES`; int8 is judged by scale instead)."""
     rtol: float | None = field(default=None, metadata=AT_LEAST_0)
     output_tolerances: dict[str, ToleranceSchema] = field(default_factory=dict)
     """Per output name: ``{action: {atol: 1e-4}}`` or ``{action: {max_share: 0.05, min_cosine: 0.999}}``; wins
@@ -397,7 +397,7 @@ def job_formats(fmt: Any) -> list[tuple[str, Any]]:
 def tolerances(fmt: Any, output: str) -> dict[str, Any]:
     """``{atol, rtol, max_share, min_cosine, source}`` for one output, field by field: its own entry, else
     ``format.atol/rtol``, else the precision's default (``source``: the first layer that set any). The verify
-    stage fits an ``fp32 default`` to the policy's own float32 rounding (:mod:`getiaction_export.fp32_bound`);
+    stage fits an ``fp32 default`` to the policy's own float32 rounding (:mod:`getiaction_export.parity.fp32_bound`);
     a bound the user set is kept as given.
 
     Example:
@@ -408,7 +408,7 @@ def tolerances(fmt: Any, output: str) -> dict[str, Any]:
         >>> chosen["atol"], chosen["max_share"], chosen["min_cosine"], chosen["source"]
         (None, 0.02, 0.999, 'format.output_tolerances.action')
     """
-    from getiaction_export.tolerance import DEFAULT_TOLERANCES
+    from getiaction_export.parity.tolerance import DEFAULT_TOLERANCES
 
     precision = str(getattr(fmt, "precision", Precision.FP32))
     default = DEFAULT_TOLERANCES[precision]

@@ -63,7 +63,7 @@ CEILING_SHARE = 1e-4
 RTOL = 1e-4
 SOURCE = "fp32 fitted"
 FITS = "fp32 default"
-"""The tolerance ``source`` that is fitted (:func:`getiaction_export.config.tolerances`); user-set bounds are not."""
+"""The tolerance ``source`` that is fitted (:func:`getiaction_export.config.schemas.tolerances`); not user bounds."""
 
 
 def fitted_atol(gap: float, scale: float, multiple: float = MULTIPLE, ceiling_share: float = CEILING_SHARE,
@@ -109,7 +109,7 @@ def describe(name: str, record: dict[str, Any]) -> str | None:
 
 
 def input_key(batch: dict[str, torch.Tensor]) -> tuple[Any, ...]:
-    """What identifies a verification input (as :class:`~getiaction_export.runtimes.TorchReference` keys it)."""
+    """What identifies a verification input (as :class:`~getiaction_export.parity.runtimes.TorchReference` keys it)."""
     return tuple((name, tuple(t.shape), str(t.dtype), hashlib.sha256(t.numpy().tobytes()).hexdigest())
                  for name, t in sorted(batch.items()))
 

@@ -1,8 +1,8 @@
 """The small HTML pieces every part of ``report.html`` is built from: escaping, badges, inline figures, numbers.
 
-Shared by :mod:`getiaction_export.html_report` (the page) and :mod:`getiaction_export.html_rollout`
+Shared by :mod:`getiaction_export.report.html` (the page) and :mod:`getiaction_export.report.rollout`
 (its rollout sections), which is why they live here and not in either. A figure is a matplotlib
-``Figure`` from :mod:`getiaction_export.html_figures`, inlined as SVG; matplotlib is imported only
+``Figure`` from :mod:`getiaction_export.report.figures`, inlined as SVG; matplotlib is imported only
 when one is rendered.
 
 Example:
@@ -22,8 +22,8 @@ import io
 import re
 from typing import TYPE_CHECKING, Any
 
-from getiaction_export.html_figures import number
 from getiaction_export.machine import LABELS, cpu_line, runtimes_line, shared_machine
+from getiaction_export.report.figures import number
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -1,8 +1,8 @@
 """The figures of ``report.html``: matplotlib drawings of a job's or a sweep's parity and latency.
 
 Each returns a matplotlib ``Figure`` (Agg backend, no display) built from ``result.json`` data, or
-None when there is nothing to draw; :mod:`getiaction_export.html_report` lays them into the page.
-Also the drawing helpers the rollout figures (:mod:`getiaction_export.html_rollout_figures`) share:
+None when there is nothing to draw; :mod:`getiaction_export.report.html` lays them into the page.
+Also the drawing helpers the rollout figures (:mod:`getiaction_export.report.rollout_figures`) share:
 the colours, :func:`new_figure`, :func:`log_limits`, :func:`number`, :func:`row_label`.
 No torch here (the sweep callback runs in the CLI process).
 
@@ -243,7 +243,7 @@ def log_limits(values: Iterable[float | None]) -> tuple[float, float]:
 
 def new_figure(width: float, height: float) -> Figure:
     """A figure outside pyplot (no global state, no GUI backend): rendered only by
-    :func:`getiaction_export.html_parts.svg`."""
+    :func:`getiaction_export.report.parts.svg`."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), layout="constrained")

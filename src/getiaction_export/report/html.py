@@ -4,11 +4,11 @@ Self-contained: the figures are matplotlib SVG inlined in the page, the style is
 no script and nothing is fetched (a Content-Security-Policy forbids it), so the file opens from
 disk, offline, anywhere. Everything on it is read from ``result.json`` (a job) or the summary rows
 and the jobs' results (a sweep); nothing is measured again. Torch-free and Hydra-free (the
-sweep's columns are imported from :mod:`getiaction_export.summary` only when a sweep report is
+sweep's columns are imported from :mod:`getiaction_export.report.table` only when a sweep report is
 written): the job and the sweep callback both call it. This module lays out the page; the drawings
-are :mod:`getiaction_export.html_figures`, the rollout sections :mod:`getiaction_export.html_rollout`
-(with their figures, :mod:`getiaction_export.html_rollout_figures`) and the small pieces of HTML
-(escaping, badges, inline SVG figures) :mod:`getiaction_export.html_parts`.
+are :mod:`getiaction_export.report.figures`, the rollout sections :mod:`getiaction_export.report.rollout`
+(with their figures, :mod:`getiaction_export.report.rollout_figures`) and the small pieces of HTML
+(escaping, badges, inline SVG figures) :mod:`getiaction_export.report.parts`.
 
 A job's page (:func:`write_job_report`), each part in an element with a stable id:
 
@@ -21,7 +21,7 @@ A job's page (:func:`write_job_report`), each part in an element with a stable i
   the bound each format is held to drawn as a line; failed cases in red);
 - ``fig-latency``: batch-1 latency of PyTorch eager and of each format's runtime;
 - ``rollout`` (only when the result has a ``rollout`` record, see
-  :func:`getiaction_export.html_rollout.rollout_section`):
+  :func:`getiaction_export.report.rollout.rollout_section`):
   ``rollout-table`` (per format the driver, the largest tracked-state gap against its bound and
   where the bound came from, passed/failed, action gap, success and reward of PyTorch and the
   artifact) and per format ``fig-rollout-<format>`` (trajectories on the task plane; per step the
@@ -31,7 +31,7 @@ A sweep's page (:func:`write_sweep_report`): ``machine`` (the machine every job 
 differ, ``machines`` (per job), ``summary-table`` (summary.md's columns, each job
 linked to its own page), ``fig-parity`` (every case of every job and format, by precision),
 ``fig-latency`` (per job and format, the runtime against PyTorch eager) and, when a job rolled
-out, ``sweep-rollout`` (:func:`getiaction_export.html_rollout.sweep_rollout_section`):
+out, ``sweep-rollout`` (:func:`getiaction_export.report.rollout.sweep_rollout_section`):
 ``fig-sweep-rollout`` (per job and format the state gap per step, its bound in the same colour: how
 far each precision drifts) and ``rollout-table``.
 
@@ -58,7 +58,9 @@ from urllib.parse import quote
 
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.files import human_size
-from getiaction_export.html_figures import (
+from getiaction_export.machine import runtimes_line
+from getiaction_export.parity.tolerance import Tolerance
+from getiaction_export.report.figures import (
     COLORS,
     EAGER,
     cases_of,
@@ -68,11 +70,9 @@ from getiaction_export.html_figures import (
     sweep_latency_figure,
     sweep_parity_figure,
 )
-from getiaction_export.html_parts import badge, cpu_text, escape, figure_html, fmt, machines_html
-from getiaction_export.html_rollout import rollout_section, sweep_rollout_section
-from getiaction_export.machine import runtimes_line
-from getiaction_export.stages.report import RESULT_FILE
-from getiaction_export.tolerance import Tolerance
+from getiaction_export.report.parts import badge, cpu_text, escape, figure_html, fmt, machines_html
+from getiaction_export.report.result import RESULT_FILE
+from getiaction_export.report.rollout import rollout_section, sweep_rollout_section
 
 REPORT_FILE = "report.html"
 _STYLE = """
@@ -110,7 +110,7 @@ def write_job_report(out_dir: Path, result: dict[str, Any]) -> Path:
 def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> Path:
     """Write ``report.html`` at a sweep's root; return its path.
 
-    ``rows`` are :func:`getiaction_export.summary.summarize`'s; ``results`` maps a row's ``job`` to
+    ``rows`` are :func:`getiaction_export.report.summary.summarize`'s; ``results`` maps a row's ``job`` to
     that job's ``result.json`` dict (:func:`sweep_results` reads them). A job whose folder holds a
     ``report.html`` is linked from the table.
     """
@@ -295,7 +295,7 @@ def _latency_caption(result: dict[str, Any]) -> str:
 
 
 def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
-    from getiaction_export.summary import COLUMNS, HEADERS, STATUS_MARK, _cell  # imports Hydra: the sweep's only
+    from getiaction_export.report.table import COLUMNS, HEADERS, STATUS_MARK, cell  # imports Hydra: the sweep's only
 
     numeric = {"max_abs_diff", "share", "cosine", "latency_ms", "speedup", "export_s", "size"}
     lines = ['<div class="scroll"><table id="summary-table"><thead><tr>'
@@ -303,7 +303,7 @@ def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
     for row in rows:
         cells = []
         for column in COLUMNS:
-            text = escape(_cell(column, row.get(column)).replace("\\|", "|"))
+            text = escape(cell(column, row.get(column)).replace("\\|", "|"))
             if column == "status":  # a badge, not summary.md's emoji (a headless or minimal system may lack the font)
                 status = str(row.get("status", ""))
                 label = STATUS_MARK.get(status, status).split(" ", 1)[-1]

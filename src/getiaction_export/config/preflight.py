@@ -26,8 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from getiaction.errors import ConfigError
-from getiaction_export.config import GROUPS, policy_name
-from getiaction_export.validation import accepts_key, option_for, suggest, validate
+from getiaction_export.config.schemas import GROUPS, policy_name
+from getiaction_export.config.validation import accepts_key, option_for, suggest, validate
 
 CONFIG_MODULE = "getiaction_export.conf"
 CONFIG_NAME = "config"
