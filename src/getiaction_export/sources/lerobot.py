@@ -38,18 +38,26 @@ from torch import nn
 
 from getiaction.errors import ConfigError
 
-SUPPORTED = ("act", "diffusion")
+SUPPORTED = ("act", "diffusion", "smolvla")
 NOISE_SCHEDULERS = ("DDIM",)
 """Schedulers whose sampling is a function of the start noise alone (DDPM adds noise at every step)."""
 
 
-def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None) -> LeRobotExport:
-    """Load the LeRobot policy saved in ``path`` as a :class:`LeRobotExport` (see the module doc)."""
+def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None, noise: str = "graph",
+            vlm_path: str | None = None) -> LeRobotExport:
+    """Load the LeRobot policy saved in ``path`` as a :class:`LeRobotExport` (see the module doc).
+
+    ``noise`` and ``vlm_path`` are SmolVLA's (:mod:`getiaction_export.sources.smolvla`).
+    """
     if not path:
         raise ConfigError("policy.path: required: the folder LeRobot's save_pretrained wrote (config.json, "
                           "model.safetensors, policy_preprocessor.json, ...)")
     folder = Path(path)
     kind = _policy_type(folder)
+    if kind == "smolvla":
+        from getiaction_export.sources.smolvla import smolvla
+
+        return smolvla(folder, noise, vlm_path)
     policy, pre, post = _load(folder, noise_scheduler)
     if kind == "diffusion" and policy.config.noise_scheduler_type not in NOISE_SCHEDULERS:
         raise ConfigError(
