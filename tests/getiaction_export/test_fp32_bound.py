@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-from getiaction_export import fp32_bound
 from getiaction_export.config.schemas import (
     AllFormatSchema,
     ExportConfig,
@@ -27,6 +26,7 @@ from getiaction_export.config.schemas import (
     PolicySpec,
 )
 from getiaction_export.job import run_export
+from getiaction_export.parity import fp32_bound
 from getiaction_export.parity.fp32_bound import (
     CEILING_SHARE,
     FLOOR_ATOL,

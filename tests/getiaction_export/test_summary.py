@@ -71,3 +71,17 @@ def test_this_machine_in_one_line() -> None:
     record = describe_machine()
     assert machine_line(record).startswith(f"{record['cpu']['model']}, {record['cpu']['arch']}, ")
     assert f"torch {record['runtimes']['torch']}" in machine_line(record)
+
+
+def test_the_sweep_labels_each_job_by_what_varies(tmp_path: Path) -> None:
+    shared = "format.latency=False,format.runtime_check=False,format=onnx,policy=act"
+    for num, opset in enumerate((11, 17)):
+        job(tmp_path, shared.replace("format.runtime_check", f"format.opset_version={opset},format.runtime_check"),
+            UNCAPPED, num)
+    summarize(tmp_path)
+    rows = json.loads((tmp_path / SUMMARY_FILE).read_text())["rows"]
+    assert [row["label"] for row in rows] == ["format.opset_version=11", "format.opset_version=17"]
+    assert rows[0]["job"] == "format.latency=False,format.opset_version=11,format.runtime_check=False,format=onnx," \
+                             "policy=act"  # the folder (and result.json's overrides) keep every override
+    table = (tmp_path / "summary.md").read_text()
+    assert "| format.opset_version=11 | dummy | onnx |" in table and "format.latency=False" not in table

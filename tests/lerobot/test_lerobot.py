@@ -27,11 +27,12 @@ def test_act_folder_exports_to_a_verified_package(act_folder: Path, tmp_path: Pa
     job = tmp_path / "job"
     result = json.loads((job / "result.json").read_text())
     assert result["parity"]["action"]["passed"] and result["parity"]["action"]["max_abs_diff"] < 1e-4
-    graph = onnx.load(str(job / "lerobot.onnx"), load_external_data=False).graph
+    graph = onnx.load(str(job / "act.onnx"), load_external_data=False).graph  # named after the policy type
     assert [i.name for i in graph.input] == ["observation.state", "observation.images.top"]
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [8, 6]  # the whole chunk
     manifest = json.loads((job / "manifest.json").read_text())
-    assert manifest["model"]["artifacts"] == {"onnx": "lerobot.onnx", "openvino": "lerobot.xml"}
+    assert manifest["model"]["artifacts"] == {"onnx": "act.onnx", "openvino": "act.xml"}
+    assert manifest["policy"]["name"] == "act" and result["policy"]["name"] == "act"
     assert "Loading weights" not in run.stdout  # LeRobot's own prints stay off the console
 
 

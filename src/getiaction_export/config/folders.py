@@ -51,7 +51,7 @@ def short_folder_name(name: str, item_sep: str = ",", kv_sep: str = "=", limit: 
     parts = name.split("/")
     if all(len(part.encode()) <= limit and part != ".." for part in parts):
         return name
-    items = _split_items(name, item_sep)
+    items = split_overrides(name, item_sep)
     slashed = {index for index, item in enumerate(items) if "/" in item}
     short = [_hashed(item, kv_sep) if index in slashed else item for index, item in enumerate(items)]
     for index in sorted(set(range(len(items))) - slashed, key=lambda i: -len(items[i].encode())):
@@ -78,7 +78,7 @@ def _hashed(item: str, kv_sep: str) -> str:
     return _digest(item)
 
 
-def _split_items(name: str, item_sep: str) -> list[str]:
+def split_overrides(name: str, item_sep: str) -> list[str]:
     """``override_dirname`` back into its overrides: ``item_sep`` splits only outside brackets and quotes."""
     items, depth, quote, start, index = [], 0, "", 0, 0
     while index < len(name):

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -342,8 +343,13 @@ def register_schemas() -> None:
         store.store(group="schema/format", name=name, node=schema)
 
 
+LEROBOT_FACTORY = "getiaction_export.sources.lerobot.lerobot"
+"""``conf/policy/lerobot.yaml``'s ``_target_``: its artifacts are named after the folder's policy type."""
+
+
 def policy_name(cfg: DictConfig) -> str:
-    """The artifact stem: the checkpoint's file name, or the policy class/factory name, lower-cased.
+    """The artifact stem: the checkpoint's file name, a LeRobot folder's policy type (``act``), or the policy
+    class/factory name, lower-cased.
 
     Example:
         >>> policy_name(OmegaConf.create({"policy": {"_target_": "getiaction.policies.Dummy"}}))
@@ -352,7 +358,28 @@ def policy_name(cfg: DictConfig) -> str:
     if cfg.get("checkpoint"):
         return Path(str(cfg.checkpoint)).stem
     target = str(OmegaConf.select(cfg, "policy._target_", default="policy") or "policy")
+    folder = OmegaConf.select(cfg, "policy.path", default=None)
+    if target == LEROBOT_FACTORY and folder:
+        return saved_policy_type(Path(str(folder))) or "lerobot"
     return target.rsplit(".", 1)[-1].lower()
+
+
+def saved_policy_type(folder: Path) -> str | None:
+    """The ``type`` a LeRobot ``save_pretrained`` folder's ``config.json`` names (``act``, ``diffusion``, ...), when it
+    reads as a plain name; None otherwise (the source then says what is wrong with the folder, in one line).
+
+    Example:
+        >>> import json, tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "config.json").write_text(json.dumps({"type": "act"}))
+        >>> saved_policy_type(folder), saved_policy_type(folder / "missing")
+        ('act', None)
+    """
+    try:
+        kind = json.loads((folder / "config.json").read_text()).get("type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) and kind.isidentifier() else None
 
 
 def installed_formats() -> list[str]:

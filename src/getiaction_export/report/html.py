@@ -73,6 +73,7 @@ from getiaction_export.report.figures import (
 from getiaction_export.report.parts import badge, cpu_text, escape, figure_html, fmt, machines_html
 from getiaction_export.report.result import RESULT_FILE
 from getiaction_export.report.rollout import rollout_section, sweep_rollout_section
+from getiaction_export.report.table import short_labels
 
 REPORT_FILE = "report.html"
 _STYLE = """
@@ -164,7 +165,7 @@ def sweep_report_html(rows: list[dict[str, Any]], results: dict[str, dict[str, A
         jobs[str(row["job"])] = jobs.get(str(row["job"]), True) and row["status"] == "ok"
     ok = sum(jobs.values())
     status = "ok" if ok == len(jobs) else "failed"
-    labels = _short_labels(list(jobs))
+    labels = short_labels(list(jobs))
     machines = {job: result["machine"] for job, result in results.items() if isinstance(result.get("machine"), dict)}
     parts = [f'<header id="sweep-header"><h1>{escape(title)}</h1>',
              f"<p>{badge(status, f'{ok}/{len(jobs)} jobs ok')}</p>", machines_html(machines), "</header>",
@@ -295,7 +296,7 @@ def _latency_caption(result: dict[str, Any]) -> str:
 
 
 def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
-    from getiaction_export.report.table import COLUMNS, HEADERS, STATUS_MARK, cell  # imports Hydra: the sweep's only
+    from getiaction_export.report.table import COLUMNS, HEADERS, STATUS_MARK, cell, shown
 
     numeric = {"max_abs_diff", "share", "cosine", "latency_ms", "speedup", "export_s", "size"}
     lines = ['<div class="scroll"><table id="summary-table"><thead><tr>'
@@ -303,7 +304,7 @@ def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
     for row in rows:
         cells = []
         for column in COLUMNS:
-            text = escape(cell(column, row.get(column)).replace("\\|", "|"))
+            text = escape(cell(column, shown(row, column)).replace("\\|", "|"))
             if column == "status":  # a badge, not summary.md's emoji (a headless or minimal system may lack the font)
                 status = str(row.get("status", ""))
                 label = STATUS_MARK.get(status, status).split(" ", 1)[-1]
@@ -315,13 +316,6 @@ def _summary_table(rows: list[dict[str, Any]], links: dict[str, str]) -> str:
         lines.append(f'<tr class="{escape(row.get("status", ""))}">' + "".join(cells) + "</tr>")
     lines.append("</tbody></table></div>")
     return "\n".join(lines)
-
-
-def _short_labels(jobs: list[str]) -> dict[str, str]:
-    """Each job's name without the overrides every job shares (the figure's row labels)."""
-    parts = {job: job.split(",") for job in jobs}
-    common = set.intersection(*(set(p) for p in parts.values())) if len(jobs) > 1 else set()
-    return {job: ",".join(p for p in items if p not in common) or job for job, items in parts.items()}
 
 
 def _page(title: str, body: str) -> str:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.machine import shared_machine
-from getiaction_export.report.table import job_machines, job_rows, machine_lines, markdown_table
+from getiaction_export.report.table import job_machines, job_rows, machine_lines, markdown_table, short_labels
 
 log = logging.getLogger("getiaction_export")
 
@@ -31,6 +31,9 @@ def summarize(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
     collected = [job_rows(job_dir, sweep_dir) for job_dir in job_dirs]
     collected.sort(key=lambda item: (item[2], item[0][0]["job"]))
     rows = [row for job, _, _ in collected for row in job]
+    labels = short_labels(sorted({row["job"] for row in rows}))
+    for row in rows:  # what varies between the jobs; the full overrides stay in each job's result.json
+        row["label"] = labels[row["job"]]
     failures = [code for job, code, _ in collected if any(row["status"] != "ok" for row in job)]
     exit_code = (failures[0] or 1) if failures else 0
     jobs = len(collected)

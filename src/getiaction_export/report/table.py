@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from getiaction_export.config.folders import split_overrides
 from getiaction_export.files import human_size
 from getiaction_export.machine import machine_line, shared_machine
 from getiaction_export.report.result import RESULT_FILE
@@ -184,7 +185,28 @@ def cell(column: str, value: Any) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Rows as a Markdown table."""
+    """Rows as a Markdown table (a row's ``label``, when it has one, names its job)."""
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
-    lines += ["| " + " | ".join(cell(c, row.get(c)) for c in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c, shown(row, c)) for c in COLUMNS) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def shown(row: dict[str, Any], column: str) -> Any:
+    """What a table shows in ``column``: the job's ``label`` for the job column, else the value."""
+    return row.get("label") or row.get("job") if column == "job" else row.get(column)
+
+
+def short_labels(jobs: list[str]) -> dict[str, str]:
+    """Each job's folder name without the overrides every job shares: what varies, as the sweep's label.
+
+    Example:
+        >>> list(short_labels(["format.latency=False,format.opset_version=11,format=onnx,policy=act",
+        ...                    "format.latency=False,format.opset_version=17,format=onnx,policy=act"]).values())
+        ['format.opset_version=11', 'format.opset_version=17']
+        >>> list(short_labels(["+input_sample.inputs={a: {shape: [1,2]}},policy=x",
+        ...                    "+input_sample.inputs={a: {shape: [1,3]}},policy=x"]).values())
+        ['+input_sample.inputs={a: {shape: [1,2]}}', '+input_sample.inputs={a: {shape: [1,3]}}']
+    """
+    parts = {job: split_overrides(job, ",") for job in jobs}
+    common = set.intersection(*(set(items) for items in parts.values())) if len(jobs) > 1 else set()
+    return {job: ",".join(item for item in items if item not in common) or job for job, items in parts.items()}
