@@ -79,7 +79,10 @@ def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
     for fmt in ("onnx", "openvino"):
         parity = result["formats"][fmt]["parity"]["action"]
         assert parity["passed"] and parity["max_abs_diff"] < 1e-4, parity
-    graph = onnx.load(str(package / "lerobot.onnx")).graph
+    manifest = json.loads((package / "manifest.json").read_text())
+    artifacts = manifest["model"]["artifacts"]
+    assert list(artifacts) == ["onnx", "openvino"], artifacts  # ONNX first: the default backend
+    graph = onnx.load(str(package / artifacts["onnx"])).graph
     inputs = {i.name: (i.type.tensor_type.elem_type, [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim])
               for i in graph.input}
     assert inputs == {"observation.state": (onnx.TensorProto.FLOAT, ["batch", 6]),
@@ -90,8 +93,6 @@ def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
                       NOISE: (onnx.TensorProto.FLOAT, ["batch", 8, 8])}
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [8, 5]  # the whole chunk
     assert not [n for n in graph.node if n.op_type.startswith("Random")]  # noise=input: deterministic
-    manifest = json.loads((package / "manifest.json").read_text())
-    assert manifest["model"]["artifacts"] == {"onnx": "lerobot.onnx", "openvino": "lerobot.xml"}
     checks = manifest["getiaction"]["backends"]
     assert checks["onnx"]["runtime_check"]["passed"] and checks["openvino"]["runtime_check"]["passed"]
 

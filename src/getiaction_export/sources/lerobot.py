@@ -31,12 +31,13 @@ import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from getiaction.errors import ConfigError
+from getiaction_export.sources.lerobot_stats import Stats, normalizer_step
 
 SUPPORTED = ("act", "diffusion", "smolvla")
 NOISE_SCHEDULERS = ("DDIM",)
@@ -44,10 +45,10 @@ NOISE_SCHEDULERS = ("DDIM",)
 
 
 def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None, noise: str = "graph",
-            vlm_path: str | None = None) -> LeRobotExport:
+            vlm_path: str | None = None) -> nn.Module:
     """Load the LeRobot policy saved in ``path`` as a :class:`LeRobotExport` (see the module doc).
 
-    ``noise`` and ``vlm_path`` are SmolVLA's (:mod:`getiaction_export.sources.smolvla`).
+    ``noise`` and ``vlm_path`` are SmolVLA's (:mod:`getiaction_export.sources.smolvla`, which returns its own module).
     """
     if not path:
         raise ConfigError("policy.path: required: the folder LeRobot's save_pretrained wrote (config.json, "
@@ -64,8 +65,8 @@ def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str |
             f"policy.path: this diffusion policy samples with {policy.config.noise_scheduler_type}, which draws new "
             "noise at every denoising step (no exported graph can match it); add policy.noise_scheduler=DDIM"
         )
-    normalizer = _normalizer_step(pre, "policy_preprocessor")
-    unnormalizer = _normalizer_step(post, "policy_postprocessor")
+    normalizer = normalizer_step(pre, "policy_preprocessor")
+    unnormalizer = normalizer_step(post, "policy_postprocessor")
     if kind == "act":
         step: nn.Module = ACTStep(policy)
         reference = LeRobotInference(pre, post, policy.predict_action_chunk)
@@ -111,58 +112,6 @@ def _load(folder: Path, noise_scheduler: str | None) -> tuple[Any, Any, Any]:
     pre, post = make_pre_post_processors(config, pretrained_path=str(folder),
                                          preprocessor_overrides={"device_processor": {"device": "cpu"}})
     return policy.eval(), pre, post
-
-
-def _normalizer_step(pipeline: Any, name: str) -> Any:
-    steps = [step for step in pipeline.steps if hasattr(step, "norm_map") and hasattr(step, "stats")]
-    if not steps:
-        raise ConfigError(f"policy.path: the {name} has no (un)normalizer step; its stats cannot go into the graph")
-    return steps[0]
-
-
-class Stats(nn.Module):
-    """A LeRobot (un)normalizer step's stats and modes as buffers, applied with LeRobot's formulas.
-
-    Modes per feature type: ``MEAN_STD`` ``(x - mean) / (std + eps)``; ``MIN_MAX`` (and the
-    quantile modes, with q01/q99 or q10/q90) ``2 (x - lo) / (hi - lo) - 1``; ``IDENTITY`` or no
-    stats: unchanged. ``inverse`` undoes them.
-    """
-
-    BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {
-        "MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"), "QUANTILE10": ("q10", "q90")}
-
-    def __init__(self, step: Any) -> None:
-        super().__init__()
-        self.eps = float(step.eps)
-        self.modes: dict[str, str] = {}
-        for key, feature in step.features.items():
-            mode = step.norm_map.get(feature.type)
-            mode_name = getattr(mode, "value", str(mode))
-            stats = (step.stats or {}).get(key)
-            if mode is None or mode_name == "IDENTITY" or not stats:
-                continue
-            wanted = ("mean", "std") if mode_name == "MEAN_STD" else self.BOUNDS.get(mode_name)
-            if wanted is None:
-                raise ConfigError(f"policy.path: normalization mode {mode_name} of {key!r} is not supported")
-            for stat in wanted:
-                self.register_buffer(_buffer(key, stat), torch.as_tensor(stats[stat], dtype=torch.float32))
-            self.modes[key] = mode_name
-
-    def forward(self, key: str, value: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        mode = self.modes.get(key)
-        if mode is None:
-            return value
-        if mode == "MEAN_STD":
-            mean, std = getattr(self, _buffer(key, "mean")), getattr(self, _buffer(key, "std"))
-            return value * std + mean if inverse else (value - mean) / (std + self.eps)
-        low_name, high_name = self.BOUNDS[mode]
-        low, high = getattr(self, _buffer(key, low_name)), getattr(self, _buffer(key, high_name))
-        span = torch.where(high - low == 0, torch.full_like(low, self.eps), high - low)
-        return (value + 1) / 2 * span + low if inverse else 2 * (value - low) / span - 1
-
-
-def _buffer(key: str, stat: str) -> str:
-    return f"{key.replace('.', '__')}__{stat}"
 
 
 class ACTStep(nn.Module):

@@ -89,7 +89,7 @@ import torch
 from torch import nn
 
 from getiaction.errors import ConfigError
-from getiaction_export.sources.lerobot import LeRobotExport, LeRobotInference, Stats, _normalizer_step
+from getiaction_export.sources.lerobot_stats import Stats, normalizer_step
 
 KIND = "smolvla"
 NOISE_MODES = ("graph", "input")
@@ -273,15 +273,18 @@ def cameras(config: Any) -> list[str]:
     return [key for key in config.image_features if ".empty_camera_" not in key]
 
 
-class SmolVLAExport(LeRobotExport):
+class SmolVLAExport(nn.Module):
     """What is exported: raw observation + task tokens (+ noise) in, raw action chunk (+ the noise drawn) out."""
 
     def __init__(self, policy: Any, reference: SmolVLAInference, noise: str) -> None:
-        exported = _traceable_copy(policy)
-        super().__init__(policy, FlowMatching(exported.model), Stats(reference.normalizer),
-                         Stats(reference.unnormalizer), reference)
+        super().__init__()
         config = policy.config
-        self.exported = exported
+        self.exported = _traceable_copy(policy)
+        self.step = FlowMatching(self.exported.model)
+        self.normalize, self.unnormalize = Stats(reference.normalizer), Stats(reference.unnormalizer)
+        self.config = None  # LeRobot's config is in the folder; the checkpoint format stores weights only
+        # the gate compares the graph with LeRobot's own pipeline, not with this module (see module doc)
+        object.__setattr__(self, "parity_reference", reference)
         self.noise_mode = noise
         self.cameras = cameras(config)
         self.noise_shape = (int(config.chunk_size), int(config.max_action_dim))
@@ -314,7 +317,7 @@ class SmolVLAExport(LeRobotExport):
         return sample
 
 
-class SmolVLAInference(LeRobotInference):
+class SmolVLAInference(nn.Module):
     """LeRobot's own SmolVLA inference on the graph's inputs: pre-processor → ``predict_action_chunk`` → post-processor.
 
     The task comes as the graph takes it (token ids and mask); LeRobot's pre-processor runs without
@@ -327,10 +330,10 @@ class SmolVLAInference(LeRobotInference):
     """Graph output -> reference input: a gate feeds the candidate's drawn ``noise`` back as this input."""
 
     def __init__(self, policy: Any, pre: Any, post: Any, noise: str) -> None:
-        super().__init__(pre, post, policy.predict_action_chunk)
-        self.policy, self.noise_mode = policy, noise
-        self.normalizer = _normalizer_step(pre, "policy_preprocessor")
-        self.unnormalizer = _normalizer_step(post, "policy_postprocessor")
+        super().__init__()
+        self.policy, self.pre, self.post, self.noise_mode = policy, pre, post, noise
+        self.normalizer = normalizer_step(pre, "policy_preprocessor")
+        self.unnormalizer = normalizer_step(post, "policy_postprocessor")
         tokenizers = [step for step in pre.steps if type(step).__name__ == "TokenizerProcessorStep"]
         newlines = [step for step in pre.steps if type(step).__name__ == "SmolVLANewLineProcessor"]
         if not tokenizers:
