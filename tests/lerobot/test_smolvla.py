@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,14 @@ import torch
 from getiaction.errors import ConfigError
 from getiaction_export.parity.tolerance import DEFAULT_TOLERANCES, compare
 from getiaction_export.sources.lerobot import lerobot
-from getiaction_export.sources.smolvla import NOISE, TOKEN_MASK, TOKENS, SmolVLAExport
+from getiaction_export.sources.smolvla import (
+    NOISE,
+    TOKEN_MASK,
+    TOKENIZER_CHECK,
+    TOKENS,
+    SmolVLAExport,
+    package_tokenizer,
+)
 from tests.lerobot.smolvla_folder import save_smolvla, write_vlm
 
 TASKS = {"short": "pick up the cube", "truncated": "stack the red block on the blue block, then " * 6,
@@ -115,6 +123,58 @@ def test_the_package_reproduces_lerobot_from_a_task_string(package: Path, two_ca
                      NOISE: noise.numpy()})["action"]
         expected = reference.from_task(raw, [task], noise)
         assert within_fp32(expected, got)["max_abs_diff"] < 1e-4, name
+
+
+@pytest.fixture(scope="module")
+def package_with_tokenizer(package: Path, two_cameras: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package plus its OpenVINO tokenizer, declared as the manifest's pre-processors."""
+    folder = tmp_path_factory.mktemp("with_tokenizer") / "package"
+    shutil.copytree(package, folder)
+    packed = package_tokenizer(lerobot(str(two_cameras), noise="input"), folder)
+    assert packed["check"]["ids_equal_lerobot"] and set(packed["check"]["tasks"]) == set(TOKENIZER_CHECK)
+    assert all((folder / name).is_file() for name in packed["files"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model"]["preprocessors"] = [*packed["preprocessors"], *manifest["model"].get("preprocessors", [])]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_the_package_tokenizes_the_task_itself(package_with_tokenizer: Path, two_cameras: Path, backend: str) -> None:
+    """InferenceModel(dir) fed a raw observation and the task string (physicalai's new_line and ov_tokenizer steps)
+    = LeRobot's inference from that string, on every string of the set, one at a time and batched."""
+    from physicalai.inference import InferenceModel
+
+    module = lerobot(str(two_cameras), noise="input")
+    kwargs = {"INFERENCE_PRECISION_HINT": "f32"} if backend == "openvino" else {}
+    model = InferenceModel(package_with_tokenizer, backend=backend, **kwargs)
+    cases = [[task] for task in TASKS.values()] + [list(TASKS.values())]
+    for index, tasks in enumerate(cases):
+        raw = observation(module, len(tasks), seed=index)
+        noise = torch.randn((len(tasks), 8, 8), generator=torch.Generator().manual_seed(index))
+        got = model({**{k: v.numpy() for k, v in raw.items()}, "task": list(tasks), NOISE: noise.numpy()})["action"]
+        within_fp32(module.parity_reference.from_task(raw, tasks, noise), got)
+
+
+def test_the_package_runs_without_transformers_or_torch(package_with_tokenizer: Path) -> None:
+    """What a robot imports: physicalai, onnxruntime, OpenVINO (and its tokenizer extension); not transformers."""
+    script = (
+        "import sys, numpy as np\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('transformers', 'tokenizers', 'torch', 'lerobot'):\n"
+        "            raise ImportError('not on the robot: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from physicalai.inference import InferenceModel\n"
+        "model = InferenceModel(sys.argv[1])\n"
+        "feed = {'observation.state': np.zeros((1, 6), np.float32), 'task': ['pick up the cube'],\n"
+        "        'observation.images.top': np.zeros((1, 3, 48, 64), np.float32),\n"
+        "        'observation.images.wrist': np.zeros((1, 3, 40, 40), np.float32),\n"
+        "        'noise': np.zeros((1, 8, 8), np.float32)}\n"
+        "print(model(feed)['action'].shape)\n")
+    run = subprocess.run([sys.executable, "-c", script, str(package_with_tokenizer)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "(1, 8, 5)" in run.stdout, run.stdout + run.stderr
 
 
 def test_tokenize_gives_lerobots_ids_at_the_graphs_length(two_cameras: Path) -> None:
