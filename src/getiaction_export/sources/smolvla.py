@@ -23,14 +23,17 @@ loaders (as :mod:`.lerobot` does for ACT and Diffusion) and gives:
 
   Outputs: ``action`` ``(B, chunk_size, A)`` raw (un-normalized inside) and, by default, ``noise``.
   The flow-matching loop is unrolled (``num_steps`` expert passes on one prefix cache). LeRobot's
-  own modules are traced (vision tower, connector, language layers, expert); three pieces of its
-  inference are restated so both exporters write a valid graph, each computing the same numbers:
-  the attention masks' ``cumsum`` runs on int64 (the TorchScript exporter writes ``CumSum`` on
-  bool, which no runtime accepts), the prefix offsets are summed on int64, and the vision tower's
-  patch position ids (a per-row ``bucketize`` over a data-dependent ``arange`` in transformers)
-  are computed once, eagerly, by the tower's own code in its own dtype, and stored (a static
-  ``arange`` is *not* the same: at 512 px the ids per axis are ``[0, 0, 1, ..., 30]``). The
-  export runs on a copy of the policy that shares its weights; the reference keeps LeRobot's code.
+  own modules are traced (vision tower, connector, language layers, expert); four pieces of its
+  inference are restated so the exporters write a valid, exact graph, each computing the same
+  numbers: the attention masks' ``cumsum`` runs on int64 (the TorchScript exporter writes
+  ``CumSum`` on bool, which no runtime accepts); the prefix offsets are summed on int64; the
+  vision tower's patch position ids (a per-row ``bucketize`` over a data-dependent ``arange`` in
+  transformers) are computed once, eagerly, by the tower's own code in its own dtype, and stored
+  (a static ``arange`` is *not* the same: at 512 px the ids per axis are ``[0, 0, 1, ..., 30]``);
+  and each step's time is one row, not one per batch row, so its sinusoidal embedding (float64 in
+  LeRobot) folds into a constant at export instead of a float64 subgraph that OpenVINO computes
+  in float32 (tiny policy: OpenVINO f32 1.1e-5 -> 9.5e-7 from LeRobot). The export runs on a copy
+  of the policy that shares its weights; the reference keeps LeRobot's code.
 - **the parity reference** (:class:`SmolVLAInference`): LeRobot's own pre-processor (its
   normalizer; the task is given as token ids) → ``predict_action_chunk(noise=...)`` → its
   post-processor, on the same raw observation. :meth:`SmolVLAInference.from_task` is the same
@@ -155,7 +158,7 @@ def _check_vlm(name: str, key: str) -> None:
             where = (f"the folder {name} has no readable VLM {what}" if local else
                      f"the VLM {name!r} (the policy's vlm_model_name) has no {what} in the Hugging Face cache and "
                      "cannot be downloaded offline")
-            raise ConfigError(f"{key}: {where}; point policy.vlm_path at a local copy of the VLM (its config.json, "
+            raise ConfigError(f"{key}: {where}; add policy.vlm_path=DIR, a local copy of the VLM (its config.json, "
                               f"processor and tokenizer files) ({type(error).__name__})") from error
 
 
@@ -242,7 +245,7 @@ class FlowMatching(nn.Module):
         dt = -1.0 / self.steps
         x_t = noise
         for step in range(self.steps):
-            timestep = torch.tensor(1.0 + step * dt, dtype=torch.float32).expand(size)
+            timestep = torch.tensor([1.0 + step * dt], dtype=torch.float32)  # one row: its embedding is a constant
             suffix, suffix_pad, suffix_att = model.embed_suffix(x_t, timestep)
             prefix_2d = prefix_pad[:, None, :].expand(size, suffix_pad.shape[1], prefix_pad.shape[1])
             mask = torch.cat([prefix_2d, _attention_2d(suffix_pad, suffix_att)], dim=2)
