@@ -59,6 +59,9 @@ def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str |
         from getiaction_export.sources.smolvla import smolvla
 
         return smolvla(folder, noise, vlm_path)
+    if noise != "graph" or vlm_path:
+        raise ConfigError(f"policy.{'noise' if noise != 'graph' else 'vlm_path'}: a SmolVLA option; this folder's "
+                          f"policy is {kind}")
     policy, pre, post = _load(folder, noise_scheduler)
     if kind == "diffusion" and policy.config.noise_scheduler_type not in NOISE_SCHEDULERS:
         raise ConfigError(
