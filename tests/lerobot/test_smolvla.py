@@ -28,7 +28,6 @@ from getiaction_export.sources.smolvla import (
     TOKENIZER_CHECK,
     TOKENS,
     SmolVLAExport,
-    package_tokenizer,
 )
 from tests.lerobot.smolvla_folder import save_smolvla, write_vlm
 
@@ -130,7 +129,7 @@ def package_with_tokenizer(package: Path, two_cameras: Path, tmp_path_factory: p
     """The package plus its OpenVINO tokenizer, declared as the manifest's pre-processors."""
     folder = tmp_path_factory.mktemp("with_tokenizer") / "package"
     shutil.copytree(package, folder)
-    packed = package_tokenizer(lerobot(str(two_cameras), noise="input"), folder)
+    packed = lerobot(str(two_cameras), noise="input").package_extras(folder)  # package_tokenizer
     assert packed["check"]["ids_equal_lerobot"] and set(packed["check"]["tasks"]) == set(TOKENIZER_CHECK)
     assert all((folder / name).is_file() for name in packed["files"])
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -307,6 +307,10 @@ class SmolVLAExport(nn.Module):
         action = self.unnormalize("action", actions[:, :, : self.action_size], inverse=True)
         return action if self.noise_mode == "input" else {"action": action, NOISE: noise}
 
+    def package_extras(self, folder: Path) -> dict[str, Any]:
+        """What a package of this graph carries besides the model: the task's tokenizer (:func:`package_tokenizer`)."""
+        return package_tokenizer(self, folder)
+
     @property
     def sample_input(self) -> dict[str, torch.Tensor]:
         """One raw observation (batch 1): state around the stats, frames in [0, 1], a real task's tokens."""
