@@ -145,6 +145,32 @@ def test_the_float64_run_is_exact_arithmetic_and_leaves_the_job_module_alone() -
     assert linear.weight.dtype == torch.float32  # a copy was cast, not the job's module
 
 
+class _NamesFloat32(torch.nn.Module):
+    """Names float32 outright and holds its layer through a bound method, as LeRobot's ACT reference does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infer = torch.nn.Linear(3, 3).forward  # not a registered submodule
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        latent = torch.zeros(state.shape, dtype=torch.float32).to(state.device)
+        return self.infer(state + latent) + torch.full((3,), 1 / 3).to(torch.float32) + state.float() / 7
+
+
+def test_float32_named_or_held_outside_the_tree_still_runs_in_float64() -> None:
+    module = _NamesFloat32()
+    exact = Float64Reference(module, "kwargs")
+    state = torch.tensor([[0.1, 0.2, 0.3]])
+    outputs = exact.outputs([("a", {"state": state})])
+    assert exact.failure is None and outputs is not None
+    layer = module.infer.__self__
+    weight, bias = layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy()
+    x = state.double().numpy()
+    want = x @ weight.T + bias + 1 / 3 + x / 7
+    assert np.abs(outputs[0][0] - want).max() < 1e-15
+    assert layer.weight.dtype == torch.float32 and torch.zeros(1, dtype=torch.float32).dtype == torch.float32
+
+
 def test_a_module_that_cannot_run_in_float64_is_remembered_in_one_phrase() -> None:
     exact = Float64Reference(Float32Only(), "dict")
     assert exact.outputs([("a", {"state": torch.ones(2, 4)})]) is None

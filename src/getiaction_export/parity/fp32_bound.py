@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from getiaction.export.onnx import call_with_batch, output_tensors
 from getiaction_export.errors import first_line
@@ -132,12 +133,36 @@ def float64_default() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+class Float64Requests(TorchFunctionMode):
+    """Inside it, float32 asked for by name is float64: ``dtype=torch.float32``, ``.to(torch.float32)``, ``.float()``.
+
+    Some modules name float32 outright (LeRobot's ACT builds its zero latent with
+    ``torch.zeros(..., dtype=torch.float32)``), which neither ``.double()`` nor the default dtype reaches.
+    A float32 tensor held outside the module's tree is left alone (the run then fails and falls back).
+
+    Example:
+        >>> with Float64Requests():
+        ...     dtypes = torch.zeros(1, dtype=torch.float32).dtype, torch.ones(1).float().dtype
+        >>> dtypes, torch.zeros(1, dtype=torch.float32).dtype
+        ((torch.float64, torch.float64), torch.float32)
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if func is torch.Tensor.float:
+            func = torch.Tensor.double
+        args = tuple(torch.float64 if arg is torch.float32 else arg for arg in args)
+        kwargs = {key: torch.float64 if value is torch.float32 else value for key, value in (kwargs or {}).items()}
+        return func(*args, **kwargs)
+
+
 class Float64Reference:
     """The reference module's outputs in float64, each distinct input computed once per job.
 
     The module is deep-copied and cast with ``.double()`` (the job's own module is never touched),
     float inputs are cast to float64, and the run happens with float64 as torch's default dtype
-    (some modules build float32 tensors from it, e.g. a diffusion timestep embedding). The copy
+    (some modules build float32 tensors from it, e.g. a diffusion timestep embedding) and with
+    float32 asked for by name turned into float64 (:class:`Float64Requests`). The copy
     lives only while :meth:`outputs` runs. A run that raises is remembered in ``failure`` (one
     phrase) and not retried.
 
@@ -174,8 +199,8 @@ class Float64Reference:
         return None if self.failure is not None else [self._outputs[key] for key in keys]
 
     def _run(self, missing: list[tuple[tuple[Any, ...], dict[str, torch.Tensor]]]) -> None:
-        with float64_default(), torch.no_grad():
-            double = copy.deepcopy(self.module).double().eval()
+        with float64_default(), Float64Requests(), torch.no_grad():
+            double = double_copy(self.module)
             for key, batch in missing:
                 if key in self._outputs:
                     continue
@@ -184,6 +209,40 @@ class Float64Reference:
                 outputs = output_tensors(call_with_batch(double, feed, self.call_style))
                 self._outputs[key] = [output.detach().cpu().double().numpy() for output in outputs]
                 self.runs += 1
+
+
+def double_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` in float64, modules it holds outside its tree included.
+
+    ``.double()`` casts registered submodules only; a module may also hold one as a plain attribute or
+    through a bound method (LeRobot's reference calls ``policy.predict_action_chunk``). Those are cast too.
+
+    Example:
+        >>> class Holder(torch.nn.Module):
+        ...     def __init__(self) -> None:
+        ...         super().__init__()
+        ...         self.infer = torch.nn.Linear(2, 2).forward  # the Linear is not a submodule
+        >>> holder = Holder()
+        >>> double_copy(holder).infer.__self__.weight.dtype, holder.infer.__self__.weight.dtype
+        (torch.float64, torch.float32)
+    """
+    double = copy.deepcopy(module)
+    for held in _held_modules(double):
+        held.double().eval()
+    return double.double().eval()
+
+
+def _held_modules(root: nn.Module) -> list[nn.Module]:
+    held: list[nn.Module] = []
+    pending = [root]
+    while pending:
+        for module in pending.pop().modules():
+            for value in vars(module).values():
+                owner = value if isinstance(value, nn.Module) else getattr(value, "__self__", None)
+                if isinstance(owner, nn.Module) and owner is not module and all(owner is not h for h in held):
+                    held.append(owner)
+                    pending.append(owner)
+    return held
 
 
 def float64_gaps(expected: Sequence[Sequence[np.ndarray]], exact: Sequence[Sequence[np.ndarray]],
