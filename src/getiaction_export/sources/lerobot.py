@@ -26,8 +26,6 @@ Needs LeRobot (``pip install 'getiaction-export[lerobot]'``; tested with lerobot
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +35,7 @@ import torch
 from torch import nn
 
 from getiaction.errors import ConfigError
-from getiaction_export.sources.lerobot_stats import Stats, normalizer_step
+from getiaction_export.sources.lerobot_folder import Stats, load_folder, normalizer_step
 
 SUPPORTED = ("act", "diffusion", "smolvla")
 NOISE_SCHEDULERS = ("DDIM",)
@@ -97,24 +95,15 @@ def _policy_type(folder: Path) -> str:
 
 def _load(folder: Path, noise_scheduler: str | None) -> tuple[Any, Any, Any]:
     """LeRobot's own loaders: config, policy (eval, CPU) and its pre/post-processor pipelines."""
-    try:
-        from lerobot.configs.policies import PreTrainedConfig
-        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-    except ImportError as error:
-        raise ConfigError(f"policy=lerobot needs LeRobot: pip install 'getiaction-export[lerobot]' ({error})") \
-            from error
-    config = PreTrainedConfig.from_pretrained(str(folder))
-    config.device, config.pretrained_path = "cpu", str(folder)
-    if noise_scheduler is not None:
-        if noise_scheduler not in NOISE_SCHEDULERS or not hasattr(config, "noise_scheduler_type"):
-            raise ConfigError(f"policy.noise_scheduler: {noise_scheduler!r} is not valid; use DDIM "
-                              "(diffusion policies only)")
-        config.noise_scheduler_type = noise_scheduler
-    with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Loading weights from local directory"
-        policy = get_policy_class(config.type).from_pretrained(str(folder), config=config)
-    pre, post = make_pre_post_processors(config, pretrained_path=str(folder),
-                                         preprocessor_overrides={"device_processor": {"device": "cpu"}})
-    return policy.eval(), pre, post
+
+    def configure(config: Any) -> None:
+        if noise_scheduler is not None:
+            if noise_scheduler not in NOISE_SCHEDULERS or not hasattr(config, "noise_scheduler_type"):
+                raise ConfigError(f"policy.noise_scheduler: {noise_scheduler!r} is not valid; use DDIM "
+                                  "(diffusion policies only)")
+            config.noise_scheduler_type = noise_scheduler
+
+    return load_folder(folder, configure)
 
 
 class ACTStep(nn.Module):

@@ -92,7 +92,7 @@ import torch
 from torch import nn
 
 from getiaction.errors import ConfigError
-from getiaction_export.sources.lerobot_stats import Stats, normalizer_step
+from getiaction_export.sources.lerobot_folder import Stats, load_folder, normalizer_step
 
 KIND = "smolvla"
 NOISE_MODES = ("graph", "input")
@@ -123,25 +123,17 @@ def smolvla(folder: Path, noise: str = "graph", vlm_path: str | None = None) -> 
 
 
 def _load(folder: Path, vlm_path: str | None) -> tuple[Any, Any, Any]:
-    """LeRobot's config, policy (eval, CPU, float32) and pre/post-processors; the VLM from ``vlm_path`` if given."""
-    try:
-        from lerobot.configs.policies import PreTrainedConfig
-        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-    except ImportError as error:
-        raise ConfigError(f"policy=lerobot needs LeRobot: pip install 'getiaction-export[lerobot]' ({error})") \
-            from error
-    config = PreTrainedConfig.from_pretrained(str(folder))
-    config.device, config.pretrained_path = "cpu", str(folder)
-    config.load_vlm_weights = False  # every weight is in the folder's model.safetensors
-    if vlm_path:
-        config.vlm_model_name = str(vlm_path)
-    _check_vlm(config.vlm_model_name, "policy.vlm_path" if vlm_path else "policy.path")
-    with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Reducing the number of VLM layers ..."
-        policy = get_policy_class(config.type).from_pretrained(str(folder), config=config)
-    overrides = {"device_processor": {"device": "cpu"},
-                 "tokenizer_processor": {"tokenizer_name": config.vlm_model_name}}
-    pre, post = make_pre_post_processors(config, pretrained_path=str(folder), preprocessor_overrides=overrides)
-    return policy.to(torch.float32).eval(), pre, post
+    """LeRobot's policy (eval, CPU, float32) and pre/post-processors; VLM and tokenizer from ``vlm_path`` if given."""
+
+    def configure(config: Any) -> None:
+        config.load_vlm_weights = False  # every weight is in the folder's model.safetensors
+        if vlm_path:
+            config.vlm_model_name = str(vlm_path)
+        _check_vlm(config.vlm_model_name, "policy.vlm_path" if vlm_path else "policy.path")
+
+    overrides = {"tokenizer_processor": {"tokenizer_name": str(vlm_path)}} if vlm_path else {}
+    policy, pre, post = load_folder(folder, configure, overrides)
+    return policy.to(torch.float32), pre, post
 
 
 def _check_vlm(name: str, key: str) -> None:

@@ -1,19 +1,45 @@
-"""A LeRobot folder's normalization as graph constants: what ACT, Diffusion and SmolVLA exports share.
+"""A LeRobot ``save_pretrained`` folder read with LeRobot's own loaders, and its normalization as graph constants.
 
-LeRobot normalizes in its processor pipelines (the pre-processor's normalizer, the
-post-processor's unnormalizer), with the dataset stats saved beside the policy. :class:`Stats`
-holds one such step's stats as buffers and applies LeRobot's formulas, so the exported graph
-takes raw observations and returns raw actions (see :mod:`.lerobot` for why in the graph).
+What the ACT/Diffusion source (:mod:`.lerobot`) and the SmolVLA source (:mod:`.smolvla`) share.
+:func:`load_folder` gives the policy (eval, CPU) and its pre/post-processor pipelines. LeRobot
+normalizes in those pipelines (the pre-processor's normalizer, the post-processor's
+unnormalizer), with the dataset stats saved beside the policy; :class:`Stats` holds one such
+step's stats as buffers and applies LeRobot's formulas, so the exported graph takes raw
+observations and returns raw actions (see :mod:`.lerobot` for why in the graph).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from getiaction.errors import ConfigError
+
+
+def load_folder(folder: Path, configure: Callable[[Any], None] | None = None,
+                preprocessor_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Any, Any, Any]:
+    """LeRobot's config (``configure`` may change it first), policy (eval, CPU) and pre/post-processor pipelines."""
+    try:
+        from lerobot.configs.policies import PreTrainedConfig
+        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    except ImportError as error:
+        raise ConfigError(f"policy=lerobot needs LeRobot: pip install 'getiaction-export[lerobot]' ({error})") \
+            from error
+    config = PreTrainedConfig.from_pretrained(str(folder))
+    config.device, config.pretrained_path = "cpu", str(folder)
+    if configure is not None:
+        configure(config)
+    with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Loading weights from local directory", ...
+        policy = get_policy_class(config.type).from_pretrained(str(folder), config=config)
+    overrides = {"device_processor": {"device": "cpu"}, **(preprocessor_overrides or {})}
+    pre, post = make_pre_post_processors(config, pretrained_path=str(folder), preprocessor_overrides=overrides)
+    return policy.eval(), pre, post
 
 
 def normalizer_step(pipeline: Any, name: str) -> Any:
