@@ -94,7 +94,6 @@ from torch import nn
 from getiaction.errors import ConfigError
 from getiaction_export.sources.lerobot_folder import Stats, load_folder, normalizer_step
 
-KIND = "smolvla"
 NOISE_MODES = ("graph", "input")
 """``graph``: the graph draws its start noise and returns it as ``noise``; ``input``: it takes ``noise``."""
 STATE = "observation.state"
