@@ -58,12 +58,12 @@ exactly. Both exist:
   passes the same ``noise`` to ``predict_action_chunk``. A deterministic function, so every
   stage of the pipeline (gate, fp32 fit, reference set, runtime check) holds it to LeRobot as is.
 
-**Exporter.** Both work on this graph once the three pieces above are restated. TorchScript
-(``format.exporter=torchscript``, opset 17 or 18) is the one to use: seconds for a tiny policy,
-one ``Gather``-free weight copy however many steps are unrolled. dynamo at opset 18 is 5-10x
-slower here, and its default ``optimize=True`` (the app's) gives every unrolled step its own
-transposed copy of the expert's weights (3x the expert at 10 steps; 19 min at real size):
-measured in ``../shared/FACTS.md``, "Vision-language-action policies, offline".
+**Exporter.** Both work on this graph once the pieces above are restated. TorchScript
+(``format.exporter=torchscript``, opset 17 or 18) is the one to use: the tiny test policy
+exports in ~3 s at 9.5e-7 from LeRobot, each weight stored once however many steps are unrolled.
+dynamo (opset 18, the app's default) takes ~15 s at 3.8e-6, and its ``optimize=True`` (the
+app's) gives unrolled steps their own transposed copies of the expert's weights (1.3x the
+weights here at 3 steps; 19 min to export at real size, ``../shared/FACTS.md``).
 
 **Loading offline.** Building a SmolVLA always reads its VLM's config and processor by
 ``vlm_model_name`` (a hub id for a real checkpoint) and its pre-processor loads the tokenizer by
