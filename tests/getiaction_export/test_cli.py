@@ -30,8 +30,11 @@ def test_single_export_writes_verified_onnx_and_result(cli, tmp_path: Path) -> N
     assert model_path == job / "dummy.onnx"
     assert onnx.load(str(model_path)).opset_import[0].version == 18
     assert result["artifact_sizes"]["onnx"] == model_path.stat().st_size
-    # Hydra's record stays for reproduction; no staging files are left.
+    # The page and the package's manifest are written too; Hydra's record stays for reproduction and its log
+    # file is complete (the process leaves its objects to the OS at exit, but the atexit handlers still run).
+    assert "<svg " in (job / "report.html").read_text() and read_json(job / "manifest.json")
     assert (job / ".hydra" / "config.yaml").is_file()
+    assert "[report]" in (job / "export.log").read_text()
     assert not [p for p in job.iterdir() if p.name.startswith(".") and p.name != ".hydra"]
     # Console: a line per stage, the artifact, no exporter chatter, no traceback.
     for stage in ("[build] ✓", "[sample] ✓", "[export] ✓", "[check] ✓", "[verify] ✓ action", "[report] ✓"):

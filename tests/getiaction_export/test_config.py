@@ -110,17 +110,43 @@ def test_sweep_values_are_all_checked_before_anything_runs() -> None:
         preflight(["policy=dummy,nope"], ["-m"])
 
 
-def test_config_only_commands_do_not_import_torch() -> None:
+@pytest.mark.parametrize("flag", ["--cfg", "--help"])
+def test_config_only_commands_do_not_import_torch(flag: str) -> None:
+    args = [flag, "job"] if flag == "--cfg" else [flag]
     code = (
-        "import sys; sys.argv = ['getiaction-export', '--cfg', 'job']\n"
+        f"import sys; sys.argv = ['getiaction-export', *{args!r}]\n"
         "from getiaction_export.cli import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "heavy = sorted({'torch', 'onnx', 'onnxruntime', 'matplotlib', 'numpy'} & set(sys.modules))\n"
+        "assert not heavy, f'imported {heavy}'\n"
         "print('NO-TORCH-OK')\n"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "NO-TORCH-OK" in completed.stdout, completed.stderr
     assert "opset_version: 18" in completed.stdout
+
+
+HYDRA_PRINTS = (
+    "import sys\n"
+    "from getiaction_export.cli import _hydra_entry\n"
+    "from getiaction_export.config.schemas import register_schemas\n"
+    "register_schemas()\n"
+    "sys.argv = ['getiaction-export', '--cfg', 'job', *sys.argv[1:]]\n"
+    "_hydra_entry()\n"
+)
+
+
+@pytest.mark.parametrize("overrides", [(), ("policy=act", "format=openvino", "format.precision=int8"),
+                                       ("format=all", "input_sample=random", "+input_sample.inputs.state.shape=[1,7]"),
+                                       ("rollout=pusht", "output_dir=/tmp/out dir")])
+def test_cfg_job_prints_what_hydra_prints(overrides: tuple[str, ...]) -> None:
+    """``--cfg job`` is printed from the pre-flight's composition (Hydra would compose twice more): the same text."""
+    ours = subprocess.run([sys.executable, "-m", "getiaction_export", "--cfg", "job", *overrides],
+                          capture_output=True, text=True, timeout=120)
+    hydra = subprocess.run([sys.executable, "-c", HYDRA_PRINTS, *overrides], capture_output=True, text=True,
+                           timeout=120)
+    assert ours.returncode == hydra.returncode == 0, ours.stderr + hydra.stderr
+    assert ours.stdout == hydra.stdout and ours.stdout.startswith("policy:")
 
 
 def test_onnx_schema_defaults_match_the_shipped_yaml() -> None:

@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,28 @@ def sweep_size(overrides: list[str]) -> int:
     return size
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What the pre-flight found: where the results land, and the first job's composed config."""
+
+    root: str | None
+    """The folder the command's results land in (:func:`job_root` of the first job); None when Hydra's runtime
+    alone can say (``--config-path`` re-runs)."""
+    config: DictConfig | None
+    """The first job's config as ``compose`` made it, the ``hydra`` node included (``--cfg job`` prints it)."""
+
+
 def preflight(overrides: list[str], flags: list[str]) -> str | None:
     """Compose and validate every job the command would run; raise ConfigError on the first bad one.
 
     Returns the folder the command's results land in (:func:`job_root` of the first job), or
     None when Hydra's runtime alone can say (``--config-path`` re-runs).
     """
+    return check_jobs(overrides, flags).root
+
+
+def check_jobs(overrides: list[str], flags: list[str]) -> Checked:
+    """:func:`preflight`, also returning the first job's composed config."""
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -181,7 +198,7 @@ def preflight(overrides: list[str], flags: list[str]) -> str | None:
         variants = [firsts] + [
             [*firsts[:i], value, *firsts[i + 1 :]] for i, choices in enumerate(values) for value in choices[1:]
         ]
-        root = None
+        root, first = None, None
         for variant in variants:
             try:
                 cfg = compose(config_name=config_name, overrides=[*variant, *search_path], return_hydra_config=True)
@@ -192,8 +209,9 @@ def preflight(overrides: list[str], flags: list[str]) -> str | None:
             validate(cfg, policy_name(cfg))
             _check_paths(cfg, multirun)
             root = root or job_root(cfg, multirun)
+            first = cfg if first is None else first
     GlobalHydra.instance().clear()
-    return root
+    return Checked(root, first)
 
 
 def _yaml_message(error: Exception, config_name: str) -> str:
@@ -207,8 +225,15 @@ def _yaml_message(error: Exception, config_name: str) -> str:
 
 
 def _check_option(group: str, options: list[str], loader: Any, extra_dir: str | None) -> None:
-    """Every chosen option of ``group`` must exist (packaged tree, --config-dir, or a Hydra plugin)."""
-    valid = sorted(set(loader.get_group_options(group)) | set(_options(group, extra_dir)))
+    """Every chosen option of ``group`` must exist (packaged tree, --config-dir, or a Hydra plugin).
+
+    The YAML files are listed first: Hydra's own list (which also knows the plugins' options) copies its
+    whole config repository each time it is asked, so it is asked only for an option the files lack.
+    """
+    files = set(_options(group, extra_dir))
+    if all(option in files for option in options):
+        return
+    valid = sorted(set(loader.get_group_options(group)) | files)
     for option in options:
         if option in valid:
             continue
