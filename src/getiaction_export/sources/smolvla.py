@@ -88,6 +88,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -363,9 +364,10 @@ class SmolVLAInference(nn.Module):
         observation = {key: batch[key] for key in self.features}
         observation[LEROBOT_TOKENS], observation[LEROBOT_TOKEN_MASK] = batch[TOKENS], batch[TOKEN_MASK]
         noise = batch.get(NOISE)
-        if noise is None:  # noise=graph without the candidate's draw: a fixed one (the float64 fit compares like this)
-            generator = torch.Generator().manual_seed(REFERENCE_NOISE_SEED)
-            noise = torch.randn((batch[STATE].shape[0], *self.noise_shape), generator=generator)
+        if noise is None:  # noise=graph without the candidate's draw: a fixed one, the same in the float64 fit's run
+            draw = np.random.default_rng(REFERENCE_NOISE_SEED).standard_normal(
+                (batch[STATE].shape[0], *self.noise_shape), dtype=np.float32)
+            noise = torch.from_numpy(draw).to(batch[STATE].dtype)
         action = self._infer(self.pre_tokenized, observation, noise)
         return action if self.noise_mode == "input" else {"action": action, NOISE: noise}
 
@@ -423,7 +425,6 @@ def package_tokenizer(module: SmolVLAExport, folder: Path) -> dict[str, Any]:
 
 def check_tokenizer(reference: SmolVLAInference, path: Path) -> dict[str, Any]:
     """The OpenVINO tokenizer at ``path`` against LeRobot's ids on :data:`TOKENIZER_CHECK`; raises on a difference."""
-    import numpy as np
     import openvino as ov
     import openvino_tokenizers  # noqa: F401  (registers the tokenizer operations with OpenVINO)
 
