@@ -195,7 +195,8 @@ def test_format_all_leaves_out_an_int8_ir_that_fails_its_gate_and_keeps_the_fp32
 
 
 def test_the_latency_stage_says_whether_int8_is_faster_than_f32_on_this_cpu(cli, tmp_path: Path) -> None:
-    run = cli("format=openvino", "format.precision=int8", "format.runtime_check=false", "output_dir=job")
+    # the Dummy's INT8 IR misses the accuracy gate (not what is tested here): its bound let through
+    run = cli("format=openvino", "format.precision=int8", "format.runtime_check=false", *LOOSE, "output_dir=job")
     assert run.returncode == 0, run.output
     latency = read_json(tmp_path / "job" / "result.json")["formats"]["openvino"]["latency"]
     assert latency["f32_runtime"] == "OpenVINO f32" and latency["f32_ms"] > 0 and latency["runtime_ms"] > 0
