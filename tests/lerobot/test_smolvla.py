@@ -28,6 +28,7 @@ from getiaction_export.sources.smolvla import (
     TOKENIZER_CHECK,
     TOKENS,
     SmolVLAExport,
+    smolvla,
 )
 from tests.lerobot.smolvla_folder import save_smolvla, write_vlm
 
@@ -202,7 +203,7 @@ def test_default_graph_draws_its_noise_and_equals_lerobot_for_the_noise_it_drew(
 
     from getiaction.export.onnx import export_onnx
 
-    module = lerobot(str(two_cameras))
+    module = smolvla(two_cameras, noise="graph")
     assert module.parity_reference.conditioned_on == {NOISE: NOISE}
     exported = export_onnx(module, tmp_path / "smolvla.onnx", module.sample_input, opset_version=17,
                            exporter="torchscript")
@@ -263,15 +264,12 @@ def test_a_vlm_that_is_not_available_offline_is_named_with_the_override(two_came
         within_fp32(lerobot(str(two_cameras), noise="input").parity_reference(sample), module(sample).numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="the gate runs PyTorch before the graph: it cannot yet feed the graph's drawn "
-                                       "noise to the reference (SmolVLAInference.conditioned_on)")
-def test_the_default_package_passes_the_gate_for_the_noise_it_drew(two_cameras: Path, tmp_path: Path) -> None:
-    """What the gate must do for ``noise=graph``: hold ``action`` to LeRobot given the graph's own ``noise`` output."""
-    run = run_cli(f"policy.path={two_cameras}", "format=onnx", "format.exporter=torchscript", "format.opset_version=17",
-                  "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    parity = json.loads((tmp_path / "job" / "result.json").read_text())["parity"]
-    assert parity["action"]["passed"] and parity[NOISE]["passed"]
+def test_the_app_refuses_the_graph_that_draws_its_noise_until_the_gate_can_verify_it(two_cameras: Path,
+                                                                                     tmp_path: Path) -> None:
+    run = run_cli(f"policy.path={two_cameras}", "policy.noise=graph", "format=onnx", "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "policy.noise=graph: the graph that draws its own start noise cannot be verified" in run.stderr
+    assert not list((tmp_path / "job").glob("*.onnx"))
 
 
 def test_other_types_are_refused_naming_smolvla_as_supported(tmp_path: Path, act_folder: Path) -> None:
@@ -279,8 +277,6 @@ def test_other_types_are_refused_naming_smolvla_as_supported(tmp_path: Path, act
     with pytest.raises(ConfigError, match="supported: act, diffusion, smolvla"):
         lerobot(str(tmp_path))
     with pytest.raises(ConfigError, match=r"^policy\.noise: 'fresh' is not valid"):
-        from getiaction_export.sources.smolvla import smolvla
-
         smolvla(tmp_path, noise="fresh")
     with pytest.raises(ConfigError, match=r"^policy\.noise: a SmolVLA option; this folder.s policy is act"):
-        lerobot(str(act_folder), noise="input")
+        lerobot(str(act_folder), noise="graph")
