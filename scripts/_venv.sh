@@ -25,13 +25,18 @@ if [ ! -x "$PY" ] || ! _installed_covers; then
     [ -x "$PY" ] || { echo "[setup] creating $VENV" >&2; python3 -m venv "$VENV"; }
     echo "[setup] installing getiaction-export${EXTRAS:+[$EXTRAS]} into .venv (pip's output: .venv/install.log)" >&2
     _pip() { "$PY" -m pip install --disable-pip-version-check "$@" >> "$LOG" 2>&1; }
+    TARGET="$ROOT${EXTRAS:+[$EXTRAS]}"
+    # One resolution for everything. With no torch yet, ask for the CPU build this machine keeps on local disk
+    # (torch 2.13.0; an unpinned torch would be a multi-GB CUDA download); elsewhere whatever torch pip resolves.
     if ! {
-        _pip --upgrade pip setuptools wheel &&
-        # A CPU torch where one can be had without a multi-GB download (this machine keeps torch 2.13.0 on
-        # local disk); elsewhere whatever torch pip resolves stands.
-        { "$PY" -c "import torch" 2>/dev/null || _pip "torch==2.13.0" ||
-          echo "[setup] torch 2.13.0 is not on local disk; pip resolves torch" >&2; } &&
-        _pip -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+        if "$PY" -c "import torch" 2>/dev/null; then
+            _pip -e "$TARGET"
+        else
+            _pip "torch==2.13.0" -e "$TARGET" || {
+                echo "[setup] torch 2.13.0 is not on local disk; pip resolves torch" >&2
+                _pip -e "$TARGET"
+            }
+        fi
     }; then
         echo "[setup] pip failed; the end of .venv/install.log:" >&2
         tail -n 25 "$LOG" >&2
