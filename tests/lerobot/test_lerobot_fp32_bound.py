@@ -36,7 +36,8 @@ def test_default_size_diffusion_passes_with_the_fitted_bound(tmp_path: Path) -> 
     # the dynamo exporter fails on diffusers' DDIM step (GuardOnDataDependentSymNode): TorchScript directly
     run = subprocess.run([sys.executable, "-m", "getiaction_export", "policy=lerobot", f"policy.path={folder}",
                           "format.exporter=torchscript", "format.latency=false", "format.runtime_check=false",
-                          "hydra.run.dir=job"], cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+                          # batches 1 and 2 (not 8): the same bound, half the ~7 min of PyTorch float32 + float64
+                          "format.verify_batch_sizes=[1,2]", "hydra.run.dir=job"], cwd=tmp_path, capture_output=True, text=True, timeout=3600)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "job" / "result.json").read_text())
     chosen = result["formats"]["onnx"]["tolerances"]["action"]
