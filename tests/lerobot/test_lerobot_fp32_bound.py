@@ -37,7 +37,8 @@ def test_default_size_diffusion_passes_with_the_fitted_bound(tmp_path: Path) -> 
     run = subprocess.run([sys.executable, "-m", "getiaction_export", "policy=lerobot", f"policy.path={folder}",
                           "format.exporter=torchscript", "format.latency=false", "format.runtime_check=false",
                           # batches 1 and 2 (not 8): the same bound, half the ~7 min of PyTorch float32 + float64
-                          "format.verify_batch_sizes=[1,2]", "hydra.run.dir=job"], cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+                          "format.verify_batch_sizes=[1,2]", "hydra.run.dir=job"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=3600)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "job" / "result.json").read_text())
     chosen = result["formats"]["onnx"]["tolerances"]["action"]
