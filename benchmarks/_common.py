@@ -22,8 +22,10 @@ APP = [PYTHON, "-m", "getiaction_export"]
 
 @dataclass
 class Child:
-    """One finished child process: wall seconds, peak resident memory (MB), output, and how busy the
-    machine was meanwhile (mean count of runnable threads, ours included, from /proc/loadavg)."""
+    """One finished child process: wall seconds, peak resident memory (MB), output, how busy the
+    machine was meanwhile (mean count of runnable threads, ours included, from /proc/loadavg), and
+    the CPU seconds it used (user + system, its children included: less sensitive to a busy machine
+    than wall time, though not immune)."""
 
     seconds: float
     peak_mb: float
@@ -31,6 +33,7 @@ class Child:
     stdout: str
     stderr: str
     runnable: float = 0.0
+    cpu_s: float = 0.0
 
 
 def run_child(argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Child:
@@ -42,7 +45,8 @@ def run_child(argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] 
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Child(seconds, usage.ru_maxrss / 1024.0, process.returncode, stdout, stderr, runnable)
+    return Child(seconds, usage.ru_maxrss / 1024.0, process.returncode, stdout, stderr, runnable,
+                 usage.ru_utime + usage.ru_stime)
 
 
 def _drain(process: subprocess.Popen[str]) -> tuple[tuple[str, str], float]:

@@ -5,6 +5,8 @@ Import, build the policy with the same seed, ``torch.onnx.export`` with the sett
 ``onnx.checker`` full check, write the file, then the same verification runs in onnxruntime as the
 tool: the sample plus 3 seeded random inputs at batches 1, 2 and 8 (10 runs) against PyTorch.
 Several ``--opsets`` export one after another in the one process (the sweep baseline).
+``--freeze-exit`` ends the script as the tool's CLI ends (``gc.freeze()`` before exit, so Python's
+teardown does not walk torch's objects): the baseline for what the tool costs beyond that choice.
 
     python benchmarks/bare_export.py --policy dummy --opsets 18 --out /tmp/bare
 """
@@ -12,6 +14,7 @@ Several ``--opsets`` export one after another in the one process (the sweep base
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 from pathlib import Path
 
@@ -76,6 +79,7 @@ def main() -> None:
     parser.add_argument("--policy", choices=["dummy", "act"], default="dummy")
     parser.add_argument("--opsets", default="18", help="comma-separated, exported one after another")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--freeze-exit", action="store_true", help="gc.freeze() before exit, as the tool's CLI")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for opset in (int(o) for o in args.opsets.split(",")):
@@ -84,6 +88,8 @@ def main() -> None:
         path = args.out / f"{args.policy}_{opset}.onnx"
         export(module, sample, opset, path)
         print(f"opset {opset}: max abs diff {verify(module, sample, path):.2e}")
+    if args.freeze_exit:
+        gc.freeze()
 
 
 if __name__ == "__main__":
