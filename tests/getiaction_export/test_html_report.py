@@ -523,55 +523,14 @@ def test_the_checks_see_console_errors_and_requests(browser: Chromium, tmp_path:
 
 def test_a_job_report_renders_within_a_second(sweep: Path) -> None:
     result = json.loads((sweep / "format.atol=1e-05" / "result.json").read_text())
-    job_report_html(result)
+    job_report_html(result)  # matplotlib imported and its font cache read: the job pays that once
     start = time.perf_counter()
     job_report_html(result)
-    assert time.perf_counter() - start < 1.5  # ~5 ms here; generous for a loaded CI machine
-
-
-def svg_elements(html: str) -> list[str]:
-    return ["<svg " + part.split("</svg>", 1)[0] + "</svg>" for part in html.split("<svg ")[1:]]
-
-
-def test_every_figure_is_well_formed_svg_with_unique_ids(sweep: Path, rollout_sweep: Path) -> None:
-    """The figures are SVG text the report writes itself: each parses as XML, and no id repeats in a page."""
-    import xml.etree.ElementTree as ElementTree
-
-    pages = [(folder, job_report_html(json.loads((folder / "result.json").read_text())))
-             for root in (sweep, rollout_sweep) for folder in sorted(p for p in root.iterdir() if p.is_dir())]
-    pages += [(root, sweep_report_html(*rows_and_results(root))) for root in (sweep, rollout_sweep)]
-    for where, html in pages:
-        figures = svg_elements(html)
-        assert figures, where
-        ids = []
-        for figure in figures:
-            tree = ElementTree.fromstring(figure)
-            ids += [e.get("id") for e in tree.iter() if e.get("id")]
-            assert tree.get("viewBox") and tree.get("role") == "img", where
-        assert len(ids) == len(set(ids)), (where, ids)
-
-
-def test_a_job_writes_its_report_without_matplotlib(tmp_path: Path) -> None:
-    """report.html's figures are drawn by getiaction_export.report.plot: no plotting library in the job's process."""
-    code = ("import sys, pathlib\n"
-            "from getiaction_export.config.schemas import ExportConfig, InputSampleSchema, OnnxFormatSchema, "
-            "PolicySpec\n"
-            "from getiaction_export.job import run_export\n"
-            "config = ExportConfig(policy=PolicySpec(target='getiaction.policies.Dummy'), "
-            "input_sample=InputSampleSchema(), format=OnnxFormatSchema(opset_version=17, runtime_check=False, "
-            "num_random_inputs=1), policy_name='dummy')\n"
-            f"result = run_export(config, pathlib.Path({str(tmp_path)!r}), echo=lambda line: None)\n"
-            "assert result.status == 'ok', result.error\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL', 'pyparsing')))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.stdout.strip().splitlines()[-1:] == ["[]"], done.stdout + done.stderr
-    page = (tmp_path / REPORT_FILE).read_text()
-    assert 'id="fig-parity"' in page and 'id="fig-latency"' in page and len(svg_elements(page)) == 2
+    assert time.perf_counter() - start < 1.5  # ~0.3 s here; generous for a loaded CI machine
 
 
 def test_the_report_module_imports_neither_torch_nor_hydra() -> None:
-    code = ("import sys, getiaction_export.report.html\n"
-            "print(sorted({'torch', 'hydra', 'matplotlib'} & set(sys.modules)))")
+    code = "import sys, getiaction_export.report.html; print(sorted({'torch', 'hydra'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 

@@ -1,14 +1,14 @@
 """``report.html``: a page people look at, beside a job's ``result.json`` and at a sweep's root.
 
-Self-contained: the figures are SVG inlined in the page (drawn by :mod:`getiaction_export.report.plot`),
-the style is inline, there is no script and nothing is fetched (a Content-Security-Policy forbids
-it), so the file opens from disk, offline, anywhere. Everything on it is read from ``result.json``
-(a job) or the summary rows and the jobs' results (a sweep); nothing is measured again. Torch-free
-and Hydra-free (the sweep's columns are imported from :mod:`getiaction_export.report.table` only
-when a sweep report is written): the job and the sweep callback both call it. This module lays out
-the page; the drawings are :mod:`getiaction_export.report.figures`, the rollout sections
-:mod:`getiaction_export.report.rollout` (with their figures, :mod:`getiaction_export.report.rollout_figures`)
-and the small pieces of HTML (escaping, badges, inline SVG figures) :mod:`getiaction_export.report.parts`.
+Self-contained: the figures are matplotlib SVG inlined in the page, the style is inline, there is
+no script and nothing is fetched (a Content-Security-Policy forbids it), so the file opens from
+disk, offline, anywhere. Everything on it is read from ``result.json`` (a job) or the summary rows
+and the jobs' results (a sweep); nothing is measured again. Torch-free and Hydra-free (the
+sweep's columns are imported from :mod:`getiaction_export.report.table` only when a sweep report is
+written): the job and the sweep callback both call it. This module lays out the page; the drawings
+are :mod:`getiaction_export.report.figures`, the rollout sections :mod:`getiaction_export.report.rollout`
+(with their figures, :mod:`getiaction_export.report.rollout_figures`) and the small pieces of HTML
+(escaping, badges, inline SVG figures) :mod:`getiaction_export.report.parts`.
 
 A job's page (:func:`write_job_report`), each part in an element with a stable id:
 

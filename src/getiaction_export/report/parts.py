@@ -1,8 +1,9 @@
 """The small HTML pieces every part of ``report.html`` is built from: escaping, badges, inline figures, numbers.
 
 Shared by :mod:`getiaction_export.report.html` (the page) and :mod:`getiaction_export.report.rollout`
-(its rollout sections), which is why they live here and not in either. A figure is a
-:class:`~getiaction_export.report.plot.Figure` from :mod:`getiaction_export.report.figures`, inlined as SVG.
+(its rollout sections), which is why they live here and not in either. A figure is a matplotlib
+``Figure`` from :mod:`getiaction_export.report.figures`, inlined as SVG; matplotlib is imported only
+when one is rendered.
 
 Example:
     >>> badge("failed", "2/3 jobs ok"), escape('<a & "b">'), fmt("4.2", "{:.2f}"), fmt(None, "{:.2f}")
@@ -17,12 +18,15 @@ Example:
 from __future__ import annotations
 
 import html
+import io
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from getiaction_export.machine import LABELS, cpu_line, runtimes_line, shared_machine
 from getiaction_export.report.figures import number
-from getiaction_export.report.plot import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def escape(value: Any) -> str:
@@ -50,7 +54,14 @@ def figure_html(element_id: str, figure: Figure | None, caption: str) -> str:
 
 def svg(figure: Figure, element_id: str) -> str:
     """The figure as inline SVG: text kept as text, no metadata, ids prefixed by ``element_id`` (unique per page)."""
-    return figure.svg(element_id)
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": element_id}):
+        figure.savefig(buffer, format="svg", metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
+    text = buffer.getvalue()
+    text = re.sub(r'(\sid="|url\(#|href="#)', lambda m: f"{m.group(1)}{element_id}-", text[text.index("<svg"):])
+    return text.replace("<svg ", f'<svg role="img" aria-label="{escape(element_id)}" ', 1)
 
 
 def fmt(value: Any, pattern: str) -> str:

@@ -1,7 +1,7 @@
 """The figures of ``report.html``'s rollout sections: a job's closed-loop runs, and a sweep's drift per step.
 
-Each returns a :class:`~getiaction_export.report.plot.Figure` (SVG written directly) built from a
-``result.json``'s ``rollout`` record, or None when there is nothing to draw; :mod:`getiaction_export.report.rollout`
+Each returns a matplotlib ``Figure`` (Agg backend, no display) built from a ``result.json``'s
+``rollout`` record, or None when there is nothing to draw; :mod:`getiaction_export.report.rollout`
 lays them into the page. The shared drawing helpers (colours, log limits, a new figure) are
 :mod:`getiaction_export.report.figures`'s. Also the gap as text: :func:`gap_text` (the page) and
 :func:`rollout_gap_text` (summary.md's ``rollout gap`` cell). No torch here.
@@ -18,10 +18,13 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from getiaction_export.report.figures import COLORS, FAILED, log_limits, new_figure, number, row_label
-from getiaction_export.report.plot import Axes, Figure, Handle
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def rollout_figure(record: dict[str, Any], plane: list[str], unit: str = "", tracked: str = "tracked state"
@@ -36,10 +39,11 @@ def rollout_figure(record: dict[str, Any], plane: list[str], unit: str = "", tra
     episodes = [e for e in record.get("episodes") or [] if isinstance(e, dict)]
     if not episodes:
         return None
-    figure = new_figure(10.5, 4.0, rows=2, cols=2, width_ratios=[1, 1.55])
-    path_axes = figure.add_axes(rowspan=2)
-    state_axes = figure.add_axes(row=0, col=1)
-    action_axes = figure.add_axes(row=1, col=1, sharex=state_axes)
+    figure = new_figure(10.5, 4.0)
+    grid = figure.add_gridspec(2, 2, width_ratios=[1, 1.55])
+    path_axes = figure.add_subplot(grid[:, 0])
+    state_axes = figure.add_subplot(grid[0, 1])
+    action_axes = figure.add_subplot(grid[1, 1], sharex=state_axes)
     labelled = len(episodes) <= 4
     drawn: dict[str, list[float]] = {"state_gap": [], "action_gap": []}
     for index, episode in enumerate(episodes):
@@ -49,33 +53,34 @@ def rollout_figure(record: dict[str, Any], plane: list[str], unit: str = "", tra
             points = [p for p in episode.get(key) or [] if len(p) >= 2]
             if points:
                 xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
-                path_axes.plot(xs, ys, ls=style, color=color, lw=1.3 if key == "torch_xy" else 1.1,
+                path_axes.plot(xs, ys, style, color=color, lw=1.3 if key == "torch_xy" else 1.1,
                                alpha=0.9, label=label if key == "torch_xy" and labelled else None)
-                path_axes.plot(xs[:1], ys[:1], ls="", marker="o", mfc="none", color=color, ms=6)
-                path_axes.plot(xs[-1:], ys[-1:], ls="", marker="x", color=color, ms=6)
+                path_axes.plot(xs[:1], ys[:1], "o", mfc="none", color=color, ms=6)
+                path_axes.plot(xs[-1:], ys[-1:], "x", color=color, ms=6)
         for axes, key in ((state_axes, "state_gap"), (action_axes, "action_gap")):
             steps, gaps = positive_steps(episode.get(key))
             if steps:
                 axes.plot(steps, gaps, color=color, lw=1.0, alpha=0.85)
                 drawn[key].extend(gaps)
-    path_axes.set_xlabel(plane[0], size=8)
-    path_axes.set_ylabel(plane[1] if len(plane) > 1 else "", size=8)
+    path_axes.plot([], [], "-", color="#444", label="PyTorch")
+    path_axes.plot([], [], "--", color="#444", label="artifact")
+    path_axes.set_xlabel(plane[0], fontsize=8)
+    path_axes.set_ylabel(plane[1] if len(plane) > 1 else "", fontsize=8)
     path_axes.set_title(f"trajectories on the task plane ({len(episodes)} episode{'s' if len(episodes) != 1 else ''})",
-                        size=9)
-    path_axes.tick_params(7)
-    path_axes.equal = True
-    path_axes.legend([*(Handle(str(line.label), line.color, lw=1.3) for line in path_axes.lines if line.label),
-                      Handle("PyTorch", "#444"), Handle("artifact", "#444", ls="--")], size=7, loc="best")
+                        fontsize=9)
+    path_axes.tick_params(labelsize=7)
+    path_axes.set_aspect("equal", adjustable="datalim")
+    path_axes.legend(fontsize=7, loc="best", framealpha=0.8)
     bound, passed = number(record.get("max_gap")), record.get("passed") is not False
     suffix = f" ({unit})" if unit else ""
     _gap_panel(state_axes, drawn["state_gap"], f"{tracked} gap{suffix}", bound, passed, _worst_point(episodes), unit)
     _gap_panel(action_axes, drawn["action_gap"], "max |action gap|", None, True, None, "")
     longest = max(max(len(e.get("state_gap") or []), len(e.get("action_gap") or [])) for e in episodes)
     state_axes.set_xlim(-0.01 * longest, longest * 1.01 if longest else 1)
-    state_axes.xtick_labels = False
+    state_axes.tick_params(labelbottom=False)
     state_axes.set_title(f"per step, against PyTorch's run (log axes; {len(episodes)} episode"
-                         f"{'s' if len(episodes) != 1 else ''})", size=9)
-    action_axes.set_xlabel("step", size=8)
+                         f"{'s' if len(episodes) != 1 else ''})", fontsize=9)
+    action_axes.set_xlabel("step", fontsize=8)
     return figure
 
 
@@ -83,9 +88,9 @@ def _gap_panel(axes: Axes, values: list[float], ylabel: str, bound: float | None
                worst: tuple[int, float] | None, unit: str) -> None:
     """Log scale over a panel's gap lines (``values``), the bound's dashed line, the worst point; a note when none."""
     axes.set_yscale("log")
-    axes.set_ylabel(ylabel, size=8)
-    axes.tick_params(7)
-    axes.grid_y("#eee", 0.6)
+    axes.set_ylabel(ylabel, fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.grid(True, which="major", axis="y", color="#eee", lw=0.6)
     color = "#333" if passed else FAILED
     if values:
         floor, ceiling = log_limits([*values, bound])
@@ -95,20 +100,23 @@ def _gap_panel(axes: Axes, values: list[float], ylabel: str, bound: float | None
     else:
         axes.set_ylim(0.1, 10)
         axes.set_yticks([])
+        axes.minorticks_off()
     if bound is not None and bound > 0:
         axes.axhline(bound, color=color, ls="--", lw=1.1)
         if not passed:
-            axes.axhspan(bound, float(axes.ylim[1] or bound), color=FAILED, alpha=0.07)
-        axes.text(1.0, bound, f"bound {bound:g}{(' ' + unit) if unit else ''}", coords=("axes", "data"),
-                  offset=(-3, 2), ha="right", va="bottom", size=7, color=color)
+            axes.axhspan(bound, axes.get_ylim()[1], color=FAILED, alpha=0.07, lw=0)
+        axes.annotate(f"bound {bound:g}{(' ' + unit) if unit else ''}", (1.0, bound),
+                      xycoords=("axes fraction", "data"), xytext=(-3, 2), textcoords="offset points", ha="right",
+                      va="bottom", fontsize=7, color=color)
     if worst is not None:
         step, gap = worst
-        axes.plot([step], [gap], ls="", marker="o", mfc="none", mec=color, color=color, ms=9, mew=1.3)
-        axes.text(step, gap, f"max {gap_text(gap)}{(' ' + unit) if unit else ''} at step {step}", offset=(7, 4),
-                  size=7, color=color, va="bottom", box=True)
+        axes.plot([step], [gap], "o", mfc="none", mec=color, ms=9, mew=1.3)
+        axes.annotate(f"max {gap_text(gap)}{(' ' + unit) if unit else ''} at step {step}", (step, gap),
+                      xytext=(7, 4), textcoords="offset points", fontsize=7, color=color, va="bottom",
+                      bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     if not values:
         axes.text(0.5, 0.5, "0 at every step (bit-identical to PyTorch): nothing to draw on a log axis",
-                  coords=("axes", "axes"), ha="center", va="center", size=8, color="#555")
+                  transform=axes.transAxes, ha="center", va="center", fontsize=8, color="#555")
 
 
 def _worst_point(episodes: list[dict[str, Any]]) -> tuple[int, float] | None:
@@ -212,8 +220,8 @@ def sweep_rollout_figure(rows: list[dict[str, Any]], results: dict[str, dict[str
     units = {str(rollout.get("unit") or "") for _, rollout, _ in entries}
     unit = units.pop() if len(units) == 1 else ""
     figure = new_figure(10.5, 3.9)
-    axes = figure.add_axes()
-    handles: list[Handle] = []
+    axes = figure.subplots()
+    handles: list[Any] = []
     drawn: list[float] = []
     bounds: list[float] = []
     for index, (row, _, record) in enumerate(entries):
@@ -223,16 +231,15 @@ def sweep_rollout_figure(rows: list[dict[str, Any]], results: dict[str, dict[str
         failed = record.get("passed") is False
         label = f"{'✗ ' if failed else ''}{row_label(row, labels)}: max {gap_text(record.get('max_state_gap'))}"
         label += f" {'>' if failed else '≤'} {bound:g}" if bound is not None else ""
-        width = 1.3 if not failed else 1.8
         if steps:
-            axes.plot(steps, gaps, color=color, lw=width)
+            (line,) = axes.plot(steps, gaps, color=color, lw=1.3 if not failed else 1.8, label=label)
             drawn.extend(gaps)
             if failed:  # where it went furthest beyond its bound
                 worst = max(range(len(gaps)), key=gaps.__getitem__)
-                axes.plot([steps[worst]], [gaps[worst]], ls="", marker="X", color=FAILED, ms=8)
+                axes.plot([steps[worst]], [gaps[worst]], "X", color=FAILED, ms=8)
         else:
-            label += " (0 at every step)"
-        handles.append(Handle(label, color, lw=width))
+            (line,) = axes.plot([], [], color=color, lw=1.3, label=label + " (0 at every step)")
+        handles.append(line)
         if bound is not None and bound > 0:
             axes.axhline(bound, color=color, ls="--", lw=1.0, alpha=0.8)
             bounds.append(bound)
@@ -240,13 +247,14 @@ def sweep_rollout_figure(rows: list[dict[str, Any]], results: dict[str, dict[str
     axes.set_yscale("log")
     axes.set_ylim(floor * 2, ceiling * 3)
     for bound in sorted(set(bounds)):
-        axes.text(0.0, bound, f"bound {bound:g}{' ' + unit if unit else ''}", coords=("axes", "data"), offset=(3, 2),
-                  ha="left", va="bottom", size=7, color="#333", box=True)
-    axes.grid_y("#eee", 0.6)
+        axes.annotate(f"bound {bound:g}{' ' + unit if unit else ''}", (0.0, bound), xycoords=("axes fraction", "data"),
+                      xytext=(3, 2), textcoords="offset points", ha="left", va="bottom", fontsize=7, color="#333",
+                      bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+    axes.grid(True, which="major", axis="y", color="#eee", lw=0.6)
     tracked = next((str(r.get("tracked")) for _, r, _ in entries if r.get("tracked")), "tracked state")
-    axes.set_ylabel(f"{tracked} gap{f' ({unit})' if unit else ''}, max over episodes", size=8)
+    axes.set_ylabel(f"{tracked} gap{f' ({unit})' if unit else ''}, max over episodes", fontsize=8)
     axes.set_xlabel("step")
     if bounds:
-        handles.append(Handle("bound (colour of its run)", "#333", ls="--", lw=1.0))
-    axes.legend(handles, size=7.5)
+        handles.extend(axes.plot([], [], color="#333", ls="--", lw=1.0, label="bound (colour of its run)"))
+    axes.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return figure
