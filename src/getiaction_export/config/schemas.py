@@ -343,8 +343,7 @@ def register_schemas() -> None:
         store.store(group="schema/format", name=name, node=schema)
 
 
-LEROBOT_FACTORY = "getiaction_export.sources.lerobot.lerobot"
-"""``conf/policy/lerobot.yaml``'s ``_target_``: its artifacts are named after the folder's policy type."""
+LEROBOT_FACTORY = "getiaction_export.sources.lerobot.lerobot"  # its artifacts are named after the folder's type
 
 
 def policy_name(cfg: DictConfig) -> str:
@@ -365,8 +364,7 @@ def policy_name(cfg: DictConfig) -> str:
 
 
 def saved_policy_type(folder: Path) -> str | None:
-    """The ``type`` a LeRobot ``save_pretrained`` folder's ``config.json`` names (``act``, ``diffusion``, ...), when it
-    reads as a plain name; None otherwise (the source then says what is wrong with the folder, in one line).
+    """A LeRobot folder's ``config.json`` ``type`` (``act``, ...) if it is a plain name; None: the source says why.
 
     Example:
         >>> import json, tempfile
