@@ -133,7 +133,7 @@ def failure_phrase(name: str, figures: dict[str, Any]) -> str:
     """``action: max abs diff 0.3 > atol 1e-05`` (or the share / cosine that missed its bound)."""
     nonfinite = " (non-finite values)" if figures["nonfinite"] else ""
     if figures.get("atol") is not None:
-        return f"{name}: max abs diff {figures['max_abs_diff']:.3g} > atol {figures['atol']:g}{nonfinite}"
+        return f"{name}: max abs diff {figures['max_abs_diff']:.3g} > atol {figures['atol']:.3g}{nonfinite}"
     missed = []
     if figures.get("max_share") is not None and figures["share"] > figures["max_share"]:
         missed.append(f"max abs diff {figures['share']:.2%} of the largest |{name}| > {figures['max_share']:.2%}")

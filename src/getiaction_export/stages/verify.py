@@ -110,7 +110,7 @@ def record(outcome: FormatOutcome, report: ParityReport, echo: Callable[[str], N
 def figures_line(figures: dict[str, Any]) -> str:
     """``max abs diff 1.2e-06 (atol 1e-05), max rel 3.4e-05``, or for a scale bound the share and cosine."""
     if figures.get("atol") is not None:
-        return (f"max abs diff {figures['max_abs_diff']:.2e} (atol {figures['atol']:g}), "
+        return (f"max abs diff {figures['max_abs_diff']:.2e} (atol {figures['atol']:.3g}), "
                 f"max rel {figures['max_rel_diff']:.2e}")
     bound = Tolerance(None, None, figures.get("max_share"), figures.get("min_cosine"))
     return (f"max abs diff {figures['max_abs_diff']:.2e} = {figures['share']:.2%} of the largest |output| "
