@@ -87,7 +87,7 @@ def measure(
         runtime_ms = median_ms(runtime, runs)
     finally:
         torch.set_num_threads(previous)
-    return {"torch_ms": round(torch_ms, 4), "runtime_ms": round(runtime_ms, 4),
+    return {"torch_ms": round(torch_ms, 6), "runtime_ms": round(runtime_ms, 6),
             "speedup": round(torch_ms / max(runtime_ms, 1e-9), 3), "threads": threads, "runs": runs}
 
 
@@ -109,7 +109,7 @@ def measure_format(state: JobState, outcome: FormatOutcome, candidate: OnnxRunti
     if baseline is not None:
         f32_ms, what = baseline
         speedup = round(f32_ms / max(figures["runtime_ms"], 1e-9), 3)
-        figures.update(f32_ms=round(f32_ms, 4), f32_runtime=what, vs_f32=speedup)
+        figures.update(f32_ms=round(f32_ms, 6), f32_runtime=what, vs_f32=speedup)
         if speedup <= 1.0:
             echo(f"[latency] ! {outcome.precision} is not faster than f32 on this CPU: {figures['runtime_ms']:.2f} ms "
                  f"vs {what} {f32_ms:.2f} ms ({cpu_line(state.machine['cpu'])}); here the f32 artifact is "
