@@ -357,12 +357,9 @@ def build(folder: Path, config: Config, f: dict[str, str], names: list[str]) -> 
     return build_ov(artifact(folder, config)[0], config.batch, f, names, threads)
 
 
-def build_torch(config: Config, f: dict[str, str], threads: int) -> tuple[Runner, dict[str, Any], bool]:
+def eager_calls(module: Any) -> tuple[Any, Any]:
+    """``(run, timed)`` for PyTorch eager: ``run(inputs)`` -> numpy output; ``timed(inputs)`` -> a no-argument call."""
     import torch
-
-    torch.set_num_threads(threads)
-    policy, _, _ = policy_and_rows(config.model)
-    module = policy.model
 
     def run(inputs: dict[str, Any]) -> Any:
         batch = {k: torch.from_numpy(v) for k, v in inputs.items()}
@@ -378,6 +375,15 @@ def build_torch(config: Config, f: dict[str, str], threads: int) -> tuple[Runner
 
         return call
 
+    return run, timed
+
+
+def build_torch(config: Config, f: dict[str, str], threads: int) -> tuple[Runner, dict[str, Any], bool]:
+    import torch
+
+    torch.set_num_threads(threads)
+    policy, _, _ = policy_and_rows(config.model)
+    run, timed = eager_calls(policy.model)
     settings = {"torch.get_num_threads": torch.get_num_threads(), "inference_mode": True,
                 "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)")}
     return Runner(run, timed), settings, False

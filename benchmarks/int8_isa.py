@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import PYTHON, check, load_average, machine, median, run_child
-from edge_speed import build_ort, time_calls
+from edge_speed import build_ort, eager_calls, time_calls
 
 POLICIES = ("dummy", "act", "diffusion")
 FIXES = ("first_layer", "enable")
@@ -245,21 +245,7 @@ def build_eager(config: Config) -> tuple[Any, Any, dict[str, Any]]:
     import torch
 
     torch.set_num_threads(config.threads)
-    module = build_policy(config.policy).model
-
-    def run(inputs: dict[str, Any]) -> Any:
-        with torch.inference_mode():
-            return module({k: torch.from_numpy(v) for k, v in inputs.items()}).numpy()
-
-    def timed(inputs: dict[str, Any]) -> Any:
-        batch = {k: torch.from_numpy(v) for k, v in inputs.items()}
-
-        def call() -> Any:
-            with torch.inference_mode():
-                return module(batch)
-
-        return call
-
+    run, timed = eager_calls(build_policy(config.policy).model)
     settings = {"torch.get_num_threads": torch.get_num_threads(), "inference_mode": True,
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 **{k: os.environ.get(k, "(unset)") for k in ("OMP_WAIT_POLICY", *CAP_VARIABLES)}}
