@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from getiaction_export.errors import INTERRUPTED, failure_of, one_line
 from getiaction_export.files import artifact_files, human_size
 from getiaction_export.parity.gate import batch_of
 from getiaction_export.parity.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
+from getiaction_export.physicalai.task import extras_folder
 from getiaction_export.report.result import render_result, write_result
 from getiaction_export.stages import export, latency
 from getiaction_export.stages.build import build_policy
@@ -354,6 +356,7 @@ class ExportJob:
         scratch = self.state.scratch_files()
         for path in [*scratch, *(p for outcome in self.state.formats.values() for p in outcome.staged)]:
             path.unlink(missing_ok=True)
+        shutil.rmtree(extras_folder(self.state), ignore_errors=True)  # a tokenizer never promoted
 
     def _html_report(self, report: dict[str, Any]) -> None:
         """``report.html`` beside ``result.json``; a figure that cannot be drawn never changes the job's result."""

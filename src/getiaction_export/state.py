@@ -204,6 +204,10 @@ class JobState:
     package: dict[str, Any] | None = None
     reference_set: dict[str, Any] | None = None
     """The package's reference set once written: ``{file, sha256, cases, labels, inputs, outputs, bytes}``."""
+    package_extras: dict[str, Any] | None = None
+    """What the package carries besides the model (a task's tokenizer): :mod:`getiaction_export.physicalai.task`."""
+    task_feed: Any = None
+    """The :class:`~getiaction_export.physicalai.task.TaskFeed` of a package that tokenizes its task."""
     rollout: Rollout | None = None
     failure: Failure | None = None
     machine: dict[str, Any] = field(default_factory=describe_machine)

@@ -19,6 +19,7 @@ from getiaction.errors import ExportError, VerificationError
 from getiaction_export.errors import first_line
 from getiaction_export.physicalai.precision import cpu_bf16, default_call, precision_of
 from getiaction_export.physicalai.runtime import RuntimeRunner, load
+from getiaction_export.physicalai.task import Feed, numpy_feed
 
 if TYPE_CHECKING:
     import torch
@@ -55,13 +56,13 @@ def check_default_load(
     all_names: Sequence[str],
     tolerances: Mapping[str, Sequence[float | None]],
     reduced: bool,
+    feed: Feed = numpy_feed,
 ) -> dict[str, Any]:
     """The hint-free load ``model`` (made by ``call``) on every case against PyTorch (:func:`default_load_figures`)."""
+    from getiaction_export.parity.runtimes import paired
     from getiaction_export.parity.tolerance import compare
 
-    from getiaction_export.parity.runtimes import paired
-
-    runner = RuntimeRunner(model, names)
+    runner = RuntimeRunner(model, names, feed)
     indexes = [list(all_names).index(name) for name in names]
     rows = []
     for _, inputs in cases:
@@ -128,6 +129,7 @@ def default_load(
     folder: Path, backend: str, default_backend: str | None, graph_precision: str, reference: Runner,
     cases: list[tuple[str, dict[str, torch.Tensor]]], names: Sequence[str], output_names: Sequence[str],
     tolerances: Mapping[str, Sequence[float | None]], checked: Sequence[Mapping[str, Any]],
+    feed: Feed = numpy_feed,
 ) -> dict[str, Any]:
     """The package as loaded with no hints (see the module doc): its figures, ``gated`` for the default backend.
 
@@ -144,7 +146,7 @@ def default_load(
         precision = precision_of(plain)
         try:
             record = check_default_load(plain, call, precision, reference, cases, names, output_names, tolerances,
-                                        reduced=precision != "f32")
+                                        reduced=precision != "f32", feed=feed)
         except (KeyError, ValueError, RuntimeError, TypeError) as error:
             raise ExportError(f"physicalai ({backend}, {call}) cannot run the package: "
                               f"{first_line(error)}") from error

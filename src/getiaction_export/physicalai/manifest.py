@@ -164,19 +164,23 @@ def build_manifest(
     inputs: Sequence[Mapping[str, Any]],
     outputs: Sequence[Mapping[str, Any]],
     provenance: Mapping[str, Any],
+    preprocessors: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The manifest of a package holding ``artifacts`` (backend -> main file name; the first is the default).
 
     ``inputs``/``outputs``: the graph's tensors as ``{name, shape, dtype}`` (axis 0 the batch).
-    ``provenance`` goes under :data:`SECTION` as is.
+    ``provenance`` goes under :data:`SECTION` as is. ``preprocessors``: the policy's own runtime steps
+    (a task's tokenizer), after ``to_float_tensor``.
     """
     ordered = dict(artifacts)
     policy: dict[str, Any] = {"source": {"class_path": class_path}}
     if SAFE_NAME.fullmatch(policy_name):
         policy = {"name": policy_name, **policy}
     model: dict[str, Any] = {"runner": {"type": "single_pass"}, "artifacts": ordered}
-    if any(is_image_input(spec) for spec in inputs):
-        model["preprocessors"] = [dict(TO_FLOAT_TENSOR)]
+    steps = [dict(TO_FLOAT_TENSOR)] if any(is_image_input(spec) for spec in inputs) else []
+    steps += [dict(step) for step in preprocessors]
+    if steps:
+        model["preprocessors"] = steps
     features = [_feature(s, _input_type(s)) for s in inputs]
     model["input_features"] = [f for f in features if f]
     out_features = [_feature(s, "ACTION" if s["name"] == "action" else "COMMON") for s in outputs]
@@ -199,20 +203,22 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> Path:
     return path
 
 
-def drivability(inputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def drivability(inputs: Sequence[Mapping[str, Any]], task: Sequence[str] = ()) -> dict[str, Any]:
     """How physicalai's robot loop (``state`` float32 (1, D), camera frames (1, H, W, 3) uint8) feeds this graph.
 
-    ``ok`` is False when the loop would not find an input under the key it feeds, with ``reason``.
+    ``task``: the graph inputs the package's tokenizer writes from the loop's ``task`` (fed when the
+    loop has a task set). ``ok`` is False when the loop would not find an input under the key it
+    feeds, with ``reason``.
     """
     images = [str(s["name"]) for s in inputs if is_image_input(s)]
     keys = robot_loop_keys(images) if images else {}
-    fed = {"state", *keys.values()}
+    fed = {"state", *keys.values(), *task}
     missing = [str(s["name"]) for s in inputs if str(s["name"]) not in keys and str(s["name"]) not in fed]
     other_cameras = [name for name in missing if name == IMAGES or name.startswith(IMAGES + ".")]
     mismatched = {graph: key for graph, key in keys.items() if graph != key}
     record: dict[str, Any] = {"state": "float32 (1, D)", "images": "uint8 (1, H, W, 3) -> to_float_tensor",
                               "feeds": {**({"state": "state"} if any(s["name"] == "state" for s in inputs) else {}),
-                                        **keys},
+                                        **keys, **({"task": "tokenizer -> " + ", ".join(task)} if task else {})},
                               "ok": True, "reason": None}
     if other_cameras:
         record.update(ok=False, reason=f"camera input {other_cameras[0]!r} is not (B, 3, H, W) float32; the runtime's "
@@ -322,7 +328,9 @@ def manifest_section(
         "default_backend": default,
         "default_backend_reason": why_default,
         "backends": backends,
-        "robot_loop": drivability(graph.inputs),
+        "robot_loop": drivability(graph.inputs, task=_task_inputs(state)),
+        "task": task_section(state),
+        "noise": noise_section(state),
     }
     return {key: value for key, value in section.items() if value is not None}
 
@@ -334,8 +342,35 @@ def package_manifest(
     section = manifest_section(state, files, with_checks)
     assert state.built is not None
     artifacts = {name: next(iter(names)) for name, names in files.items()}
+    extras = state.package_extras or {}
     return build_manifest(state.config.policy_name, state.built.class_path, artifacts,
-                          section.get("inputs", []), section.get("outputs", []), section)
+                          section.get("inputs", []), section.get("outputs", []), section,
+                          extras.get("preprocessors", ()))
+
+
+def _task_inputs(state: JobState) -> list[str]:
+    return list(((state.package_extras or {}).get("task") or {}).get("inputs") or [])
+
+
+def task_section(state: JobState) -> dict[str, Any] | None:
+    """``getiaction.task``: the tokenizer the package ships and its check against the policy's own tokenizer."""
+    extras = state.package_extras
+    if not extras or not extras.get("task"):
+        return None
+    return {"reads": "task", "writes": extras["task"]["inputs"], "preprocessors": extras["preprocessors"],
+            "files": {name: (extras.get("sha256") or {}).get(name) for name in extras["files"]},
+            "check": extras.get("check")}
+
+
+def noise_section(state: JobState) -> dict[str, Any] | None:
+    """``getiaction.noise``: outputs the graph draws itself, and the reference input each was verified as."""
+    reference = state.reference
+    pairs = dict(getattr(reference, "conditioned_on", None) or {})
+    if not pairs:
+        return None
+    return {"drawn_by_graph": list(pairs), "verified_as_reference_input": pairs,
+            "how": "every call draws fresh noise and returns it; the parity gate and runtime check ran the reference "
+                   "on the noise the graph returned"}
 
 
 def runtime_summary(figures: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from getiaction.errors import ConfigError, ExportError
 from getiaction.export.extras import EXTRAS, installed, missing_message
 from getiaction_export.errors import first_line
 from getiaction_export.physicalai.precision import OPENVINO_F32, bf16_capped
+from getiaction_export.physicalai.task import Feed, numpy_feed
 
 if TYPE_CHECKING:
     import torch
@@ -88,12 +89,17 @@ def model_file(model: Any) -> str | None:
     return Path(lookup()).name if callable(lookup) else None
 
 class RuntimeRunner:
-    """An ``InferenceModel`` called like a verification :data:`~getiaction_export.parity.runtimes.Runner`."""
+    """An ``InferenceModel`` called like a verification :data:`~getiaction_export.parity.runtimes.Runner`.
 
-    def __init__(self, model: Any, output_names: Sequence[str]) -> None:
+    ``feed`` turns a case into what the model is called with (task strings for a package that
+    tokenizes its task: :class:`~getiaction_export.physicalai.task.TaskFeed`).
+    """
+
+    def __init__(self, model: Any, output_names: Sequence[str], feed: Feed = numpy_feed) -> None:
         self.model = model
         self.output_names = list(output_names)
+        self.feed = feed
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
-        outputs = self.model({name: tensor.numpy() for name, tensor in batch.items()})
+        outputs = self.model(self.feed(batch))
         return [np.asarray(outputs[name]) for name in self.output_names]

@@ -65,6 +65,7 @@ from getiaction_export.physicalai.manifest import (
     is_image_input,
 )
 from getiaction_export.physicalai.runtime import RuntimeRunner, load, model_file, physicalai_version
+from getiaction_export.physicalai.task import Feed, numpy_feed
 
 if TYPE_CHECKING:
     import torch
@@ -112,12 +113,13 @@ def check_chunks(
     second: dict[str, torch.Tensor],
     atol: float,
     rtol: float,
+    feed_of: Feed = numpy_feed,
 ) -> dict[str, Any]:
     """``predict_action_chunk`` and ``select_action`` on two batch-1 observations (see the module doc)."""
     from getiaction_export.parity.tolerance import compare
 
     watch = _Watch(model)
-    feed = {name: tensor.numpy() for name, tensor in first.items()}
+    feed = feed_of(first)
     chunk = np.asarray(model.predict_action_chunk(feed))
     expected = watch.expected(reference, first, action_index)
     figures: dict[str, Any] = {"shape": list(chunk.shape), "expected_shape": list(expected.shape)}
@@ -127,7 +129,7 @@ def check_chunks(
     rows = [np.asarray(model.select_action(feed)) for _ in range(expected.shape[0])]
     runs_for_chunk = watch.runs
     in_order = compare(watch.expected(reference, first, action_index), np.stack(rows), atol, rtol)
-    next_row = np.asarray(model.select_action({name: tensor.numpy() for name, tensor in second.items()}))
+    next_row = np.asarray(model.select_action(feed_of(second)))
     expected_next = watch.expected(reference, second, action_index)[0]
     rerun = compare(expected_next, next_row, atol, rtol)
     figures["select_action"] = {
@@ -164,13 +166,18 @@ def check_robot_loop(
     atol: float,
     rtol: float,
     seed: int,
+    feed_of: Feed = numpy_feed,
+    task: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """uint8 ``(1, H, W, 3)`` frames through the manifest's preprocessing, and the loop's own observation."""
+    """uint8 ``(1, H, W, 3)`` frames through the manifest's preprocessing, and the loop's own observation.
+
+    ``task``: the graph inputs the package's tokenizer writes (see :func:`~.manifest.drivability`).
+    """
     import torch
 
     from getiaction_export.parity.tolerance import compare
 
-    record = drivability(inputs)
+    record = drivability(inputs, task)
     frames = frames_for(inputs, observation, seed)
     as_floats = {name: torch.from_numpy(frame).permute(0, 3, 1, 2).float() / 255 for name, frame in frames.items()}
     watch = _Watch(model)
@@ -180,7 +187,7 @@ def check_robot_loop(
 
     record["uint8_frames"] = None
     if frames:
-        feed = {**{name: tensor.numpy() for name, tensor in observation.items()}, **frames}
+        feed = {**feed_of(observation), **frames}
         got = np.asarray(model.predict_action_chunk(feed))
         record["uint8_frames"] = compare(expected(), got, atol, rtol)
     if record["ok"] and "state" in observation:
@@ -238,11 +245,14 @@ def check_package(
     inputs: Sequence[Mapping[str, Any]],
     seed: int = 0,
     graph_precision: str = "f32",
+    feed: Feed = numpy_feed,
+    task: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every check of the module doc on one backend of the package in ``folder``; the figures.
 
     ``graph_precision``: what the model file computes in by itself (``f32``; ``f16`` for an fp16
-    ONNX export), which is what onnxruntime runs.
+    ONNX export), which is what onnxruntime runs. ``feed``: a case -> what the model is called with
+    (task strings for a package that tokenizes its task; ``task``: the inputs its tokenizer writes).
 
     Raises :class:`ExportError` when the runtime cannot load or run the package,
     :class:`VerificationError` when its numbers differ from PyTorch's beyond the tolerance, and
@@ -255,7 +265,7 @@ def check_package(
     names = [name for name in output_names if name in model.adapter.output_names]
     atol, rtol = tolerances[names[0]][:2]
     try:
-        report = check_parity(reference, RuntimeRunner(model, names), names, cases, atol, rtol,
+        report = check_parity(reference, RuntimeRunner(model, names, feed), names, cases, atol, rtol,
                               per_output={name: tolerances[name] for name in names})
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise ExportError(f"physicalai ({backend}) cannot run the package: {first_line(error)}") from error
@@ -269,14 +279,15 @@ def check_package(
     scale = report.outputs["action"]["max_abs_expected"]
     action_atol, action_rtol = Tolerance(*tolerances["action"]).elementwise(scale)
     if len(ones) >= 2:
-        figures["chunk"] = check_chunks(model, reference, action_index, ones[0], ones[1], action_atol, action_rtol)
+        figures["chunk"] = check_chunks(model, reference, action_index, ones[0], ones[1], action_atol, action_rtol,
+                                        feed)
         figures["robot_loop"] = check_robot_loop(model, reference, action_index, inputs, ones[0],
-                                                 action_atol, action_rtol, seed)
+                                                 action_atol, action_rtol, seed, feed, task)
     else:
         figures["chunk"] = figures["robot_loop"] = None  # a static batch other than 1: no batch-1 calls
     _raise_on_failures(figures, backend)
     figures["default_load"] = unhinted = default_load(folder, backend, default_backend, graph_precision, reference,
-                                                       cases, names, output_names, tolerances, report.cases)
+                                                       cases, names, output_names, tolerances, report.cases, feed)
     if unhinted["gated"] and not unhinted["passed"]:
         raise DefaultLoadError(default_load_failure(backend, unhinted), figures)
     figures["passed"] = True

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from getiaction_export.physicalai.manifest import package_files, package_manifest, write_manifest
+from getiaction_export.physicalai.task import extra_files, package_extras
 from getiaction_export.state import FormatOutcome, JobState
 
 
@@ -40,6 +41,9 @@ def _assemble(state: JobState, outcome: FormatOutcome, replica: Path) -> str:
         sources = outcome.staged if other is outcome else [Path(path) for path in other.files]
         for source, final in zip(sources, other.final, strict=True):
             _link(source, replica / final.name)
+    package_extras(state)  # a task's tokenizer, made once per job
+    for source, name in extra_files(state):
+        _link(source, replica / name)
     write_manifest(replica, package_manifest(state, files, with_checks=False))
     return next(iter(files))
 

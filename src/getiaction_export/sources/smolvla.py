@@ -303,6 +303,12 @@ class SmolVLAExport(nn.Module):
         """What a package of this graph carries besides the model: the task's tokenizer (:func:`package_tokenizer`)."""
         return package_tokenizer(self, folder)
 
+    def task_inputs(self, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The graph's task inputs for ``tasks`` as LeRobot tokenizes them (:meth:`SmolVLAInference.tokenize`)."""
+        reference: Any = self.parity_reference
+        tokens, mask = reference.tokenize(tasks)
+        return {TOKENS: tokens, TOKEN_MASK: mask}
+
     @property
     def sample_input(self) -> dict[str, torch.Tensor]:
         """One raw observation (batch 1): state around the stats, frames in [0, 1], a real task's tokens."""
@@ -405,7 +411,8 @@ def package_tokenizer(module: SmolVLAExport, folder: Path) -> dict[str, Any]:
     LeRobot's (:meth:`SmolVLAInference.tokenize`) on :data:`TOKENIZER_CHECK`, one at a time and as
     one batch; a difference raises (no package ships a tokenizer that disagrees).
 
-    Returns ``{"preprocessors": [...manifest entries, in order...], "files": [...], "check": {...}}``.
+    Returns ``{"preprocessors": [...manifest entries, in order...], "files": [...], "check": {...},
+    "task": {"inputs": [the graph's token inputs], "tasks": [task strings every check of the package feeds]}}``.
     """
     import openvino as ov
     from openvino_tokenizers import convert_tokenizer
@@ -420,7 +427,8 @@ def package_tokenizer(module: SmolVLAExport, folder: Path) -> dict[str, Any]:
     ov.save_model(model, str(path))
     check = check_tokenizer(reference, path)
     return {"preprocessors": [{"type": "new_line"}, {"type": "ov_tokenizer", "artifact": TOKENIZER_FILE}],
-            "files": [TOKENIZER_FILE, path.with_suffix(".bin").name], "check": check}
+            "files": [TOKENIZER_FILE, path.with_suffix(".bin").name], "check": check,
+            "task": {"inputs": [TOKENS, TOKEN_MASK], "tasks": list(TOKENIZER_CHECK.values())}}
 
 
 def check_tokenizer(reference: SmolVLAInference, path: Path) -> dict[str, Any]:

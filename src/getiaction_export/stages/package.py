@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from getiaction_export.files import sha256_of
 from getiaction_export.physicalai.manifest import (
     F32_CALL,
@@ -23,6 +25,7 @@ from getiaction_export.physicalai.manifest import (
     write_manifest,
 )
 from getiaction_export.physicalai.reference_set import REFERENCE_FILE, select, write_reference
+from getiaction_export.physicalai.task import numpy_feed, promote_extras, task_feed
 from getiaction_export.state import FormatOutcome, JobState
 
 
@@ -30,6 +33,7 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     """Write ``manifest.json`` for the promoted package formats; warn once about what the runtime cannot do."""
     if outcome.name not in PACKAGE_FORMATS:
         return
+    promote_extras(state)  # a task's tokenizer, beside the model from the first package on
     if state.reference_set is None:
         state.reference_set = write_reference_set(state, outcome)
     files = package_files(state)
@@ -60,14 +64,23 @@ def write_reference_set(state: JobState, outcome: FormatOutcome) -> dict[str, An
     """``reference.npz`` beside the model: the gate's first inputs and PyTorch's outputs (:mod:`.reference_set`)."""
     verification, graph = outcome.verification, state.graph
     assert verification is not None and graph is not None
-    inputs = [{name: tensor.numpy() for name, tensor in case.items() if name in graph.input_names}
-              for _, case in verification.cases]
-    outputs = [dict(zip(graph.output_names, verification.reference(case), strict=True))
-               for _, case in verification.cases]
-    chosen = select(inputs, outputs, [label for label, _ in verification.cases])
+    feed = task_feed(state)
+    cases = feed.with_tasks(verification.cases) if feed else verification.cases
+    drawn = dict(getattr(verification.reference, "conditioned_on", None) or {})
+    inputs, outputs = [], []
+    for _, case in cases:
+        given = {name: tensor for name, tensor in case.items() if name in graph.input_names}
+        row = feed(given) if feed else numpy_feed(given)
+        out = dict(zip(graph.output_names, verification.reference(case), strict=True))
+        # what the graph draws itself is stored as the input the reference was given (deploy_check pins it)
+        inputs.append({**{name: np.asarray(value) for name, value in row.items()},
+                       **{name: out[output] for output, name in drawn.items()}})
+        outputs.append(out)
+    chosen = select(inputs, outputs, [label for label, _ in cases])
     path = write_reference(state.out_dir / REFERENCE_FILE, chosen)
-    return {"file": REFERENCE_FILE, "sha256": sha256_of(path), "cases": chosen.cases, "labels": chosen.labels,
-            "inputs": list(chosen.inputs), "outputs": list(chosen.outputs), "bytes": path.stat().st_size}
+    record = {"file": REFERENCE_FILE, "sha256": sha256_of(path), "cases": chosen.cases, "labels": chosen.labels,
+              "inputs": list(chosen.inputs), "outputs": list(chosen.outputs), "bytes": path.stat().st_size}
+    return {**record, "conditioned_on": drawn} if drawn else record
 
 
 def _default_load(backend: str, record: Mapping[str, Any]) -> str:

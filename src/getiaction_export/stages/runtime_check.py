@@ -20,6 +20,7 @@ from getiaction_export.physicalai.manifest import PACKAGE_FORMATS
 from getiaction_export.physicalai.runtime import enabled, physicalai_version
 from getiaction_export.physicalai.runtime_check import check_package
 from getiaction_export.physicalai.staging import staged_package
+from getiaction_export.physicalai.task import task_feed
 from getiaction_export.state import FormatOutcome, JobState
 
 
@@ -60,6 +61,9 @@ def runtime_check(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
 def _check(replica: Path, state: JobState, outcome: FormatOutcome, default: str) -> dict[str, Any]:
     verification = outcome.verification
     assert verification is not None and state.graph is not None
+    feed = task_feed(state)  # a package that tokenizes its task is fed task strings, its tokenizer checked too
+    cases = feed.with_tasks(verification.cases) if feed else verification.cases
     return check_package(replica, outcome.name, default, outcome.final[0].name, verification.reference,
-                         verification.cases, state.graph.output_names, verification.bounds(), state.graph.inputs,
-                         seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32")
+                         cases, state.graph.output_names, verification.bounds(), state.graph.inputs,
+                         seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32",
+                         **({"feed": feed, "task": feed.token_inputs} if feed else {}))
