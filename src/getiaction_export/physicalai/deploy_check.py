@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ from typing import Any
 import numpy as np
 
 from getiaction.errors import ExitCode, GetiActionError
+from getiaction_export.physicalai.pinned import pin
+from getiaction_export.physicalai.task import ROBOT_TASK, TASK, reference_feed
 from getiaction_export.files import sha256_of
 from getiaction_export.parity.tolerance import Tolerance, failure_phrase
 from getiaction_export.physicalai.manifest import (
@@ -152,27 +155,34 @@ def static_check(folder: Path) -> tuple[dict[str, Any], Report]:
     name = str((data.get("policy") or {}).get("name") or "")
     if name and not SAFE_NAME.fullmatch(name):
         raise NotDeployable(f"policy.name {name!r}: the runtime accepts only [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    steps = {str(step["artifact"]) for step in model.get("preprocessors") or [] if step.get("artifact")}
+    for artifact in [folder / step for step in steps]:
+        if not artifact.is_file():
+            raise NotDeployable(f"model.preprocessors: {artifact.name} is missing from {folder}")
     for backend, filename in artifacts.items():
-        _check_files(folder, backend, filename, known[backend], name)
+        _check_files(folder, backend, filename, known[backend], name, steps)
     _check_hashes(folder, data, artifacts)
     report.lines.append(f"{MANIFEST_FILE}: backends {', '.join(artifacts)} (default {next(iter(artifacts))}), "
                         f"files present, one model per backend")
     inputs = ((data.get(SECTION) or {}).get("inputs")) or []
     if inputs:
-        loop = drivability(inputs)
+        loop = drivability(inputs, ((data.get(SECTION) or {}).get("task") or {}).get("writes") or ())
         if not loop["ok"]:
             report.warnings.append(f"robot loop: {loop['reason']}")
     return data, report
 
 
-def _check_files(folder: Path, backend: str, filename: str, extensions: tuple[str, ...], name: str) -> None:
+def _check_files(folder: Path, backend: str, filename: str, extensions: tuple[str, ...], name: str,
+                 steps: set[str]) -> None:
+    """``steps``: files the manifest's pre-processors load (a task's OpenVINO tokenizer): not models."""
     path = folder / filename
     if not path.is_file():
         raise NotDeployable(f"model.artifacts.{backend}: {filename} is missing from {folder}")
     if backend == "openvino" and not path.with_suffix(".bin").is_file():
         raise NotDeployable(f"model.artifacts.{backend}: {path.with_suffix('.bin').name} "
                             f"(the weights of {filename}) is missing from {folder}")
-    models = sorted(p.name for ext in extensions for p in folder.glob(f"*{ext}") if not p.name.startswith("."))
+    models = sorted(p.name for ext in extensions for p in folder.glob(f"*{ext}")
+                    if not p.name.startswith(".") and p.name not in steps)
     if len(models) > 1:
         raise NotDeployable(f"two {backend} models in {folder} ({', '.join(models)}): the runtime loads one by "
                             "policy.name, or whichever it lists first; keep one model per backend in a package")
@@ -210,10 +220,11 @@ def _graph_inputs(model: Any) -> list[dict[str, Any]]:
     return specs
 
 
-def robot_observation(inputs: list[dict[str, Any]], seed: int = 0) -> dict[str, np.ndarray]:
-    """One batch-1 observation shaped as the robot loop sends it: camera frames (1, H, W, 3) uint8, the rest float32."""
+def robot_observation(inputs: list[dict[str, Any]], seed: int = 0, task: str | None = None) -> dict[str, Any]:
+    """One batch-1 observation shaped as the robot loop sends it: camera frames (1, H, W, 3) uint8, the rest float32;
+    ``task`` (a list of one string) when the package tokenizes its task."""
     generator = np.random.default_rng(seed)
-    observation: dict[str, np.ndarray] = {}
+    observation: dict[str, Any] = {} if task is None else {TASK: [task]}
     for spec in inputs:
         dims = [d if isinstance(d, int) else 1 for d in spec["shape"][1:]]
         if is_image_input(spec):
@@ -235,6 +246,9 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
     default = next(iter(artifacts))
     if only is not None and only not in artifacts:
         raise NotDeployable(f"--backend {only}: the manifest declares only {', '.join(artifacts)}")
+    section = data.get(SECTION) or {}
+    task = ROBOT_TASK if section.get("task") else None
+    drawn = dict((section.get("reference") or {}).get("conditioned_on") or {})
     for backend in [only] if only else list(artifacts):
         try:
             model = load(folder, backend, default)
@@ -249,21 +263,56 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
         if wide:
             raise NotDeployable(f"{backend}: input {wide[0]!r} is float64; the robot loop and onnxruntime feed "
                                 "float32 and the runtime does not cast")
-        try:
-            chunk = np.asarray(model.predict_action_chunk(robot_observation(inputs)))
-        except Exception as error:  # the runtime's KeyError/ValueError/RuntimeError on a bad feed
-            raise NotDeployable(f"{backend}: predict_action_chunk failed on a robot-loop observation: "
-                                f"{first_line(error)}") from error
-        if chunk.ndim != 2 or not np.isfinite(chunk).all():
-            raise NotDeployable(f"{backend}: predict_action_chunk gave {chunk.shape} "
-                                f"{'with NaN/Inf' if chunk.ndim == 2 else ''}; expected a finite (chunk, action_dim)")
+        observation = robot_observation(inputs, task=task)
+        chunk = _chunk(model, backend, observation)
         report.backends[backend] = {"chunk": list(chunk.shape), "default": backend == default}
         tag = " (default)" if backend == default else ""
         report.lines.append(f"physicalai {physicalai_version()} runs {backend}{tag}: inputs "
-                            f"{[s['name'] for s in inputs]}, predict_action_chunk -> {tuple(chunk.shape)}")
-        _reference_check(folder, data, backend, model, report)
-        if backend == "openvino":
-            _default_load(folder, data, backend, default, inputs, chunk, report)
+                            f"{[s['name'] for s in inputs]}{' + task' if task else ''}, predict_action_chunk -> "
+                            f"{tuple(chunk.shape)}")
+        with tempfile.TemporaryDirectory(prefix="getiaction-pinned-") as scratch:
+            pinned = None
+            if drawn:  # the graph draws (noise): fresh every call; then checked with the draw pinned to the stored one
+                _fresh(model, backend, observation, list(drawn), report)
+                pinned = pin(folder / artifacts[backend], list(drawn), Path(scratch))
+                try:
+                    model.adapter.load(pinned)
+                except Exception as error:  # the runtime's own error on the pinned copy
+                    raise NotDeployable(f"{backend}: the model with its {', '.join(drawn)} pinned does not load: "
+                                        f"{first_line(error)}") from error
+                observation = robot_observation(_graph_inputs(model), task=task)
+                chunk = _chunk(model, backend, observation)
+            _reference_check(folder, data, backend, model, report)
+            if backend == "openvino":
+                _default_load(folder, data, backend, default, observation, chunk, report, pinned)
+
+
+def _chunk(model: Any, backend: str, observation: dict[str, Any]) -> np.ndarray:
+    """``predict_action_chunk`` on one robot-loop observation: a finite ``(chunk, A)`` or :class:`NotDeployable`."""
+    from getiaction_export.errors import first_line
+
+    try:
+        chunk = np.asarray(model.predict_action_chunk(observation))
+    except Exception as error:  # the runtime's KeyError/ValueError/RuntimeError on a bad feed
+        raise NotDeployable(f"{backend}: predict_action_chunk failed on a robot-loop observation: "
+                            f"{first_line(error)}") from error
+    if chunk.ndim != 2 or not np.isfinite(chunk).all():
+        raise NotDeployable(f"{backend}: predict_action_chunk gave {chunk.shape} "
+                            f"{'with NaN/Inf' if chunk.ndim == 2 else ''}; expected a finite (chunk, action_dim)")
+    return chunk
+
+
+def _fresh(model: Any, backend: str, observation: dict[str, Any], drawn: list[str], report: Report) -> None:
+    """What the graph draws (start noise) is finite, about standard normal, and new on every call."""
+    first, second = model(observation), model(observation)
+    for name in drawn:
+        one, two = np.asarray(first[name], np.float64), np.asarray(second[name], np.float64)
+        if not (np.isfinite(one).all() and abs(one.mean()) < 0.5 and 0.5 < one.std() < 1.5):
+            raise NotDeployable(f"{backend}: the {name!r} the graph draws is not standard normal noise (mean "
+                                f"{one.mean():.3g}, std {one.std():.3g})")
+        if np.array_equal(one, two):
+            raise NotDeployable(f"{backend}: the graph drew the same {name!r} on two calls; it must be fresh per call")
+    report.lines.append(f"{backend}: the graph draws fresh {', '.join(drawn)} every call (standard normal)")
 
 
 def _reference_check(folder: Path, data: dict[str, Any], backend: str, model: Any, report: Report) -> None:
@@ -287,7 +336,7 @@ def _reference_check(folder: Path, data: dict[str, Any], backend: str, model: An
     tolerances = {name: Tolerance(*(bound.get(key) for key in Tolerance._fields))
                   for name, bound in backend_record["tolerance"].items()}
     try:
-        figures = recheck(model, read_reference(path), tolerances)
+        figures = recheck(lambda row: model(reference_feed(row)), read_reference(path), tolerances)
     except Exception as error:  # the runtime's own errors on a bad feed; a corrupt .npz
         raise NotDeployable(f"{backend}: the reference set does not run: {first_line(error)}") from error
     report.backends[backend]["reference"] = figures
@@ -340,9 +389,10 @@ installed here"
     return f"same ISA features and runtime versions as the export machine ({cpu_line(here['cpu'])})"
 
 
-def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, inputs: list[dict[str, Any]],
-                  chunk: np.ndarray, report: Report) -> None:
-    """The OpenVINO model loaded with no hints: its precision on this CPU, and its chunk against the f32 one."""
+def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, observation: dict[str, Any],
+                  chunk: np.ndarray, report: Report, pinned: Path | None = None) -> None:
+    """The OpenVINO model loaded with no hints: its precision on this CPU, and its chunk against the f32 one
+    (both with the draw ``pinned``, for a graph that draws its noise)."""
     from getiaction_export.errors import first_line
     from getiaction_export.physicalai.default_load import REDUCED_PRECISION_TOLERANCE
     from getiaction_export.physicalai.precision import cpu_bf16, precision_of
@@ -351,7 +401,9 @@ def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str
     call = default_call(backend, default)
     try:
         model = load(folder, backend, default, hints=False)
-        plain = np.asarray(model.predict_action_chunk(robot_observation(inputs)))
+        if pinned is not None:
+            model.adapter.load(pinned)
+        plain = np.asarray(model.predict_action_chunk(observation))
     except Exception as error:  # ExportError from load(); the runtime's own errors from the call
         raise NotDeployable(f"{backend}: {call} (no hints) fails: {first_line(error)}") from error
     precision = precision_of(model)

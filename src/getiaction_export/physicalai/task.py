@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 TASK = "task"
 """The key physicalai's robot loop and tokenizer pre-processors read the task strings under (a list of str)."""
 
+ROBOT_TASK = "pick up the cube"
+"""The task string ``deploy_check`` sends with its robot-loop observation."""
+
 Feed = Callable[[Mapping[str, "torch.Tensor"]], dict[str, Any]]
 """A case (graph inputs as tensors) -> what ``InferenceModel`` is called with."""
 

@@ -421,8 +421,9 @@ def package_tokenizer(module: SmolVLAExport, folder: Path) -> dict[str, Any]:
     step = reference.tokenizer_step
     tokenizer = copy.deepcopy(step.input_tokenizer)
     tokenizer.padding_side = step.padding_side  # LeRobot pads on the side its step names, whatever the tokenizer says
-    model = convert_tokenizer(tokenizer, with_detokenizer=False, use_max_padding=True, truncation=bool(step.truncation),
-                              max_length=reference.token_length)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Convert Huggingface Fast tokenizer pipeline."
+        model = convert_tokenizer(tokenizer, with_detokenizer=False, use_max_padding=True,
+                                  truncation=bool(step.truncation), max_length=reference.token_length)
     path = Path(folder) / TOKENIZER_FILE
     ov.save_model(model, str(path))
     check = check_tokenizer(reference, path)

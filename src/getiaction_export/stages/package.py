@@ -53,6 +53,16 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     if outcome.name == "openvino" and loaded.get("precision", "f32") != "f32":
         echo(f"[package] ! {loaded['call']} computes in {loaded['precision']} on this CPU (OpenVINO's default where "
              f"the CPU has bfloat16), not the f32 the parity gate verified; for f32: {F32_CALL}")
+    task = manifest[SECTION].get("task")
+    if first and task:
+        check = task.get("check") or {}
+        echo(f"[package] ✓ task: the package tokenizes it itself ({', '.join(s['type'] for s in task['preprocessors'])}"
+             f": {', '.join(task['files'])}); its ids equal the policy's tokenizer's on {len(check.get('tasks', {}))} "
+             f"task strings (short, truncated at {check.get('max_length')}, non-ASCII, empty, ...)")
+    noise = manifest[SECTION].get("noise")
+    if first and noise:
+        echo(f"[package] ✓ noise: the graph draws fresh {', '.join(noise['drawn_by_graph'])} every call and returns "
+             "it; verified as the reference given that noise")
     if first and not manifest["policy"].get("name"):
         echo(f"[package] ! policy.name left out: {state.config.policy_name!r} is not a name the runtime accepts "
              "([a-zA-Z0-9][a-zA-Z0-9_.-]*); it loads the folder's only model file of each backend")
