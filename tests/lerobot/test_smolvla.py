@@ -59,12 +59,13 @@ def two_cameras(vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def package(two_cameras: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``policy.noise=input format=all`` (onnx, openvino), TorchScript: the job folder."""
+    """The app's defaults on the folder: ``format=all`` (torch, onnx, openvino here), the graph draws its noise,
+    ``format.exporter=auto`` (the policy's preferred TorchScript): the job folder."""
     cwd = tmp_path_factory.mktemp("job")
-    run = run_cli(f"policy.path={two_cameras}", "policy.noise=input", "format=all", "format.formats=[onnx,openvino]",
-                  "format.exporter=torchscript", "format.opset_version=17", "format.latency=false",
-                  "hydra.run.dir=job", cwd=cwd)
+    run = run_cli(f"policy.path={two_cameras}", "format=all", "format.latency=false", "hydra.run.dir=job", cwd=cwd)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "[package] ✓ task: the package tokenizes it itself" in run.stdout, run.stdout
+    assert "[package] ✓ noise: the graph draws fresh noise every call" in run.stdout, run.stdout
     return cwd / "job"
 
 
@@ -84,6 +85,8 @@ def within_fp32(expected: torch.Tensor | np.ndarray, actual: np.ndarray) -> dict
 
 def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
     result = json.loads((package / "result.json").read_text())
+    assert result["exporter"] == "torchscript"  # format.exporter=auto: the policy's preferred exporter
+    assert result["formats"]["torch"]["parity"]["action"]["max_abs_diff"] == 0.0  # reloaded, same seed: identical
     for fmt in ("onnx", "openvino"):
         parity = result["formats"][fmt]["parity"]["action"]
         assert parity["passed"] and parity["max_abs_diff"] < 1e-4, parity
@@ -97,84 +100,98 @@ def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
                       "observation.images.top": (onnx.TensorProto.FLOAT, ["batch", 3, 48, 64]),
                       "observation.images.wrist": (onnx.TensorProto.FLOAT, ["batch", 3, 40, 40]),
                       TOKENS: (onnx.TensorProto.INT64, ["batch", 16]),
-                      TOKEN_MASK: (onnx.TensorProto.BOOL, ["batch", 16]),
-                      NOISE: (onnx.TensorProto.FLOAT, ["batch", 8, 8])}
+                      TOKEN_MASK: (onnx.TensorProto.BOOL, ["batch", 16])}
+    assert [o.name for o in graph.output] == ["action", NOISE]
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [8, 5]  # the whole chunk
-    assert not [n for n in graph.node if n.op_type.startswith("Random")]  # noise=input: deterministic
-    checks = manifest["getiaction"]["backends"]
+    assert [n.op_type for n in graph.node if n.op_type.startswith("Random")] == ["RandomNormalLike"]
+    section = manifest["getiaction"]
+    checks = section["backends"]
     assert checks["onnx"]["runtime_check"]["passed"] and checks["openvino"]["runtime_check"]["passed"]
+    assert section["noise"]["verified_as_reference_input"] == {NOISE: NOISE}
+    assert manifest["model"]["preprocessors"] == [{"type": "new_line"},
+                                                  {"type": "ov_tokenizer", "artifact": "openvino_tokenizer.xml"}]
+    task = section["task"]
+    assert task["writes"] == [TOKENS, TOKEN_MASK] and task["check"]["ids_equal_lerobot"], task
+    assert set(task["check"]["tasks"]) == set(TOKENIZER_CHECK) and task["check"]["max_length"] == 16
+    for name, digest in task["files"].items():  # promoted beside the model, hashed
+        assert digest and (package / name).is_file(), name
+    reference = np.load(package / "reference.npz")
+    assert {"input/task", "input/noise", "output/noise"} <= set(reference.files)
+    assert np.array_equal(reference["input/noise"], reference["output/noise"])
+    assert [p.name for p in package.iterdir() if p.name.startswith(".")] == [".hydra"], "no hidden working files left"
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_the_package_reproduces_lerobot_from_a_task_string(package: Path, two_cameras: Path, backend: str) -> None:
-    """physicalai's InferenceModel on a raw observation + our token ids = LeRobot's pre → predict_action_chunk → post
-    on the same observation and the task string (LeRobot pads to the longest task; the graph to 16 tokens)."""
+    """InferenceModel(dir) fed a raw observation and task strings (its own new_line and ov_tokenizer steps) draws a
+    fresh noise each call and returns it; LeRobot's pre → predict_action_chunk(that noise) → post on the same
+    observation and strings gives its action, one string at a time and all of them batched."""
     from physicalai.inference import InferenceModel
 
-    module = lerobot(str(two_cameras), noise="input")
-    reference = module.parity_reference
+    module = lerobot(str(two_cameras))
     kwargs = {"INFERENCE_PRECISION_HINT": "f32"} if backend == "openvino" else {}
     model = InferenceModel(package, backend=backend, **kwargs)
-    for index, (name, task) in enumerate(TASKS.items()):
-        raw = observation(module, 1, seed=index)
-        noise = torch.randn((1, 8, 8), generator=torch.Generator().manual_seed(index))
-        tokens, mask = reference.tokenize([task])
-        got = model({**{k: v.numpy() for k, v in raw.items()}, TOKENS: tokens.numpy(), TOKEN_MASK: mask.numpy(),
-                     NOISE: noise.numpy()})["action"]
-        expected = reference.from_task(raw, [task], noise)
-        assert within_fp32(expected, got)["max_abs_diff"] < 1e-4, name
-
-
-@pytest.fixture(scope="module")
-def package_with_tokenizer(package: Path, two_cameras: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package plus its OpenVINO tokenizer, declared as the manifest's pre-processors."""
-    folder = tmp_path_factory.mktemp("with_tokenizer") / "package"
-    shutil.copytree(package, folder)
-    packed = lerobot(str(two_cameras), noise="input").package_extras(folder)  # package_tokenizer
-    assert packed["check"]["ids_equal_lerobot"] and set(packed["check"]["tasks"]) == set(TOKENIZER_CHECK)
-    assert all((folder / name).is_file() for name in packed["files"])
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["model"]["preprocessors"] = [*packed["preprocessors"], *manifest["model"].get("preprocessors", [])]
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
-
-
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_the_package_tokenizes_the_task_itself(package_with_tokenizer: Path, two_cameras: Path, backend: str) -> None:
-    """InferenceModel(dir) fed a raw observation and the task string (physicalai's new_line and ov_tokenizer steps)
-    = LeRobot's inference from that string, on every string of the set, one at a time and batched."""
-    from physicalai.inference import InferenceModel
-
-    module = lerobot(str(two_cameras), noise="input")
-    kwargs = {"INFERENCE_PRECISION_HINT": "f32"} if backend == "openvino" else {}
-    model = InferenceModel(package_with_tokenizer, backend=backend, **kwargs)
     cases = [[task] for task in TASKS.values()] + [list(TASKS.values())]
+    drawn = []
     for index, tasks in enumerate(cases):
         raw = observation(module, len(tasks), seed=index)
-        noise = torch.randn((len(tasks), 8, 8), generator=torch.Generator().manual_seed(index))
-        got = model({**{k: v.numpy() for k, v in raw.items()}, "task": list(tasks), NOISE: noise.numpy()})["action"]
-        within_fp32(module.parity_reference.from_task(raw, tasks, noise), got)
+        got = model({**{k: v.numpy() for k, v in raw.items()}, "task": list(tasks)})
+        assert got[NOISE].shape == (len(tasks), 8, 8)
+        within_fp32(module.parity_reference.from_task(raw, tasks, torch.from_numpy(got[NOISE])), got["action"])
+        drawn.append(got[NOISE][0])
+    assert np.abs(drawn[0] - drawn[1]).min() > 0  # a fresh draw every call
 
 
-def test_the_package_runs_without_transformers_or_torch(package_with_tokenizer: Path) -> None:
-    """What a robot imports: physicalai, onnxruntime, OpenVINO (and its tokenizer extension); not transformers."""
-    script = (
-        "import sys, numpy as np\n"
+def test_the_package_runs_without_transformers_or_torch(package: Path) -> None:
+    """What a robot imports: physicalai, onnxruntime, OpenVINO (and its tokenizer extension); not transformers,
+    tokenizers, torch or lerobot: the package runs from a task string, and deploy_check verifies it again there
+    (the drawn noise pinned to the stored one)."""
+    block = (
+        "import sys, runpy, numpy as np\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('transformers', 'tokenizers', 'torch', 'lerobot'):\n"
         "            raise ImportError('not on the robot: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
+        "sys.meta_path.insert(0, Block())\n")
+    script = block + (
         "from physicalai.inference import InferenceModel\n"
         "model = InferenceModel(sys.argv[1])\n"
         "feed = {'observation.state': np.zeros((1, 6), np.float32), 'task': ['pick up the cube'],\n"
         "        'observation.images.top': np.zeros((1, 3, 48, 64), np.float32),\n"
-        "        'observation.images.wrist': np.zeros((1, 3, 40, 40), np.float32),\n"
-        "        'noise': np.zeros((1, 8, 8), np.float32)}\n"
-        "print(model(feed)['action'].shape)\n")
-    run = subprocess.run([sys.executable, "-c", script, str(package_with_tokenizer)], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0 and "(1, 8, 5)" in run.stdout, run.stdout + run.stderr
+        "        'observation.images.wrist': np.zeros((1, 3, 40, 40), np.float32)}\n"
+        "out = model(feed)\n"
+        "print(out['action'].shape, out['noise'].shape)\n")
+    env = {**os.environ, "CI": "true"}
+    run = subprocess.run([sys.executable, "-c", script, str(package)], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert run.returncode == 0 and "(1, 8, 5) (1, 8, 8)" in run.stdout, run.stdout + run.stderr
+    check = block + "sys.argv = ['deploy_check', sys.argv[1]]\nrunpy.run_module('getiaction_export.deploy_check', run_name='__main__')\n"
+    run = subprocess.run([sys.executable, "-c", check, str(package)], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for backend in ("onnx", "openvino"):
+        assert f"✓ {backend}: the graph draws fresh noise every call" in run.stdout, run.stdout
+        assert f"✓ {backend} (fp32) verified again on this CPU" in run.stdout, run.stdout
+    assert "+ task, predict_action_chunk -> (8, 5)" in run.stdout, run.stdout
+
+
+def test_the_deploy_check_uses_the_stored_noise(package: Path, tmp_path: Path) -> None:
+    """The reference set's noise is what the pinned graph computes from: other noise (the manifest's hash updated
+    to match) is refused as a drift."""
+    from getiaction_export.files import sha256_of
+    from getiaction_export.physicalai.deploy_check import NotDeployable, check
+    from getiaction_export.physicalai.reference_set import read_reference, write_reference
+
+    copy = tmp_path / "package"
+    shutil.copytree(package, copy)
+    stored = read_reference(copy / "reference.npz")
+    stored.inputs[NOISE] = stored.inputs[NOISE][:, :, ::-1].copy()  # other noise, same shape and values
+    write_reference(copy / "reference.npz", stored)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["getiaction"]["reference"]["sha256"] = sha256_of(copy / "reference.npz")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(NotDeployable, match=r"^onnx \(fp32\) drifts on this CPU: action"):
+        check(copy)
 
 
 def test_tokenize_gives_lerobots_ids_at_the_graphs_length(two_cameras: Path) -> None:
@@ -264,19 +281,17 @@ def test_a_vlm_that_is_not_available_offline_is_named_with_the_override(two_came
         within_fp32(lerobot(str(two_cameras), noise="input").parity_reference(sample), module(sample).numpy())
 
 
-def test_the_app_refuses_the_graph_that_draws_its_noise_until_the_gate_can_verify_it(two_cameras: Path,
-                                                                                     tmp_path: Path) -> None:
-    run = run_cli(f"policy.path={two_cameras}", "policy.noise=graph", "format=onnx", "hydra.run.dir=job", cwd=tmp_path)
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "policy.noise=graph: the graph that draws its own start noise cannot be verified" in run.stderr
-    assert not list((tmp_path / "job").glob("*.onnx"))
-
-
 def test_other_types_are_refused_naming_smolvla_as_supported(tmp_path: Path, act_folder: Path) -> None:
-    (tmp_path / "config.json").write_text('{"type": "pi0"}')
+    (tmp_path / "config.json").write_text('{"type": "vqbet"}')
     with pytest.raises(ConfigError, match="supported: act, diffusion, smolvla"):
         lerobot(str(tmp_path))
+    for kind in ("pi0", "pi05", "pi0_fast"):  # one line that says why
+        (tmp_path / "config.json").write_text(f'{{"type": "{kind}"}}')
+        with pytest.raises(ConfigError, match=rf"^policy\.path: LeRobot's {kind} cannot be built here: .*patched "
+                                              r"transformers.*not on the package registry.*supported: act, diffusion, "
+                                              r"smolvla$"):
+            lerobot(str(tmp_path))
     with pytest.raises(ConfigError, match=r"^policy\.noise: 'fresh' is not valid"):
         smolvla(tmp_path, noise="fresh")
     with pytest.raises(ConfigError, match=r"^policy\.noise: a SmolVLA option; this folder.s policy is act"):
-        lerobot(str(act_folder), noise="graph")
+        lerobot(str(act_folder), noise="input")

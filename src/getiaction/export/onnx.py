@@ -166,7 +166,8 @@ def export_onnx(
             name must be an input or output.
         default_dynamic_axes: like ``dynamic_axes`` but from model defaults: names that are not
             inputs or outputs (e.g. after outputs were renamed) are dropped instead of refused.
-        exporter: ``auto``, ``dynamo`` or ``torchscript``.
+        exporter: ``auto``, ``dynamo`` or ``torchscript``; ``auto`` takes the model's
+            ``preferred_exporter`` attribute where it can write the opset, else dynamo from opset 18.
         call_style: ``dict`` (``forward(batch)``) or ``kwargs`` (``forward(**batch)``).
         metadata: extra ``metadata_props`` entries (e.g. the policy's class path and config).
         **torch_kwargs: passed on to ``torch.onnx.export`` (e.g. ``do_constant_folding``).
@@ -174,7 +175,7 @@ def export_onnx(
     # Every argument is checked before the (slow) forward and trace.
     sample = check_sample(input_sample)
     opset = check_opset(opset_version)
-    chosen = choose_exporter(exporter, opset)
+    chosen = choose_exporter(exporter, opset, getattr(model, "preferred_exporter", None))
     style = enum_value(CallStyle, call_style, "call_style")
     check_torch_kwargs(torch_kwargs)
     path = artifact_path(path, ".onnx")

@@ -76,10 +76,18 @@ def check_opset(opset: Any) -> int:
     return opset
 
 
-def choose_exporter(exporter: Any, opset: int) -> Exporter:
-    """Resolve ``auto`` by opset; refuse an exporter that cannot write ``opset``."""
+def choose_exporter(exporter: Any, opset: int, preferred: Any = None) -> Exporter:
+    """Resolve ``auto`` (the model's ``preferred`` exporter where it can write ``opset``, else by opset); refuse an
+    exporter that cannot write ``opset``.
+
+    >>> choose_exporter("auto", 18, preferred="torchscript"), choose_exporter("dynamo", 18, preferred="torchscript")
+    (<Exporter.TORCHSCRIPT: 'torchscript'>, <Exporter.DYNAMO: 'dynamo'>)
+    """
     chosen = enum_value(Exporter, exporter, "exporter")
     if chosen is Exporter.AUTO:
+        wanted = Exporter(preferred) if preferred in {e.value for e in Exporter} - {"auto"} else None
+        if wanted is Exporter.TORCHSCRIPT and opset <= TORCHSCRIPT_HIGHEST_OPSET:
+            return wanted
         return Exporter.DYNAMO if opset >= DYNAMO_LOWEST_OPSET else Exporter.TORCHSCRIPT
     if chosen is Exporter.DYNAMO and opset < DYNAMO_LOWEST_OPSET:
         raise OpsetError(

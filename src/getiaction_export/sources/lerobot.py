@@ -38,6 +38,8 @@ from getiaction.errors import ConfigError
 from getiaction_export.sources.lerobot_folder import Stats, load_folder, normalizer_step
 
 SUPPORTED = ("act", "diffusion", "smolvla")
+PI_TYPES = ("pi0", "pi05", "pi0_fast")
+"""Physical Intelligence's VLAs: refused in one line that says why (see :func:`_policy_type`)."""
 NOISE_SCHEDULERS = ("DDIM",)
 """Schedulers whose sampling is a function of the start noise alone (DDPM adds noise at every step)."""
 
@@ -87,6 +89,11 @@ def _policy_type(folder: Path) -> str:
         kind = str(json.loads(config.read_text())["type"])
     except (ValueError, KeyError) as error:
         raise ConfigError(f"policy.path: {config} is not a LeRobot policy config (no 'type')") from error
+    if kind in PI_TYPES:
+        raise ConfigError(f"policy.path: LeRobot's {kind} cannot be built here: LeRobot 0.4.4's PI models need a "
+                          "patched transformers (an adaRMS-gated Gemma, transformers.models.siglip.check) that is not "
+                          f"on the package registry, so their inference cannot be verified; supported: "
+                          f"{', '.join(SUPPORTED)}")
     if kind not in SUPPORTED:
         raise ConfigError(f"policy.path: LeRobot policy type {kind!r} is not supported yet; supported: "
                           f"{', '.join(SUPPORTED)} (other types are not verified against their inference)")

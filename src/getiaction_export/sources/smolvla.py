@@ -59,9 +59,9 @@ exactly. Both exist:
   stage of the pipeline (gate, fp32 fit, reference set, runtime check) holds it to LeRobot as is.
 
 **Exporter.** Both work on this graph once the pieces above are restated. TorchScript
-(``format.exporter=torchscript``, opset 17 or 18) is the one to use: the tiny test policy
+(opset 17 or 18; what ``format.exporter=auto``, the default, picks for it) is the one to use: the tiny test policy
 exports in ~3 s at 9.5e-7 from LeRobot, each weight stored once however many steps are unrolled.
-dynamo (opset 18, the app's default) takes ~15 s at 3.8e-6, and its ``optimize=True`` (the
+dynamo (``format.exporter=dynamo``) takes ~15 s at 3.8e-6, and its ``optimize=True`` (the
 app's) gives unrolled steps their own transposed copies of the expert's weights (1.3x the
 weights here at 3 steps; 19 min to export at real size, ``../shared/FACTS.md``).
 
@@ -271,6 +271,9 @@ def cameras(config: Any) -> list[str]:
 class SmolVLAExport(nn.Module):
     """What is exported: raw observation + task tokens (+ noise) in, raw action chunk (+ the noise drawn) out."""
 
+    preferred_exporter = "torchscript"
+    """What ``format.exporter=auto`` uses (see the module doc: weights stored once, 9.5e-7 from LeRobot, ~3 s)."""
+
     def __init__(self, policy: Any, reference: SmolVLAInference, noise: str) -> None:
         super().__init__()
         config = policy.config
@@ -421,7 +424,8 @@ def package_tokenizer(module: SmolVLAExport, folder: Path) -> dict[str, Any]:
     step = reference.tokenizer_step
     tokenizer = copy.deepcopy(step.input_tokenizer)
     tokenizer.padding_side = step.padding_side  # LeRobot pads on the side its step names, whatever the tokenizer says
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Convert Huggingface Fast tokenizer pipeline."
+    quiet = io.StringIO()  # it prints "Convert Huggingface Fast tokenizer pipeline."
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         model = convert_tokenizer(tokenizer, with_detokenizer=False, use_max_padding=True,
                                   truncation=bool(step.truncation), max_length=reference.token_length)
     path = Path(folder) / TOKENIZER_FILE

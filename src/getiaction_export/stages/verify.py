@@ -124,13 +124,24 @@ def verify_checkpoint(state: JobState, outcome: FormatOutcome, echo: Callable[[s
     reloaded = _reload(state, outcome)
     fmt = outcome.schema
     cases = verification_inputs(sample, [1, 2], True, fmt.num_random_inputs, fmt.seed)
-    original = torch_runner(built.module, built.call_style)
+    original = _seeded(torch_runner(built.module, built.call_style), fmt.seed)
     count = len(original(sample))
     names = ["action", *[f"output_{i}" for i in range(1, count)]]
-    outcome.runner = torch_runner(reloaded, built.call_style)
+    outcome.runner = _seeded(torch_runner(reloaded, built.call_style), fmt.seed)
     report = check_parity(original, outcome.runner, names, cases, atol=0.0, rtol=0.0)
     record(outcome, report, echo, len(state.formats) > 1)
     return len(cases)
+
+
+def _seeded(runner: Runner, seed: int) -> Runner:
+    """``runner`` with torch's RNG seeded for each call: a policy that draws (SmolVLA's noise) draws the same."""
+
+    def run(batch: dict[str, torch.Tensor]) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return runner(batch)
+
+    return run
 
 
 def _reload(state: JobState, outcome: FormatOutcome) -> torch.nn.Module:
