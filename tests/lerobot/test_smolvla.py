@@ -165,7 +165,8 @@ def test_the_package_runs_without_transformers_or_torch(package: Path) -> None:
     run = subprocess.run([sys.executable, "-c", script, str(package)], capture_output=True, text=True, timeout=120,
                          env=env)
     assert run.returncode == 0 and "(1, 8, 5) (1, 8, 8)" in run.stdout, run.stdout + run.stderr
-    check = block + "sys.argv = ['deploy_check', sys.argv[1]]\nrunpy.run_module('getiaction_export.deploy_check', run_name='__main__')\n"
+    check = block + ("sys.argv = ['deploy_check', sys.argv[1]]\n"
+                     "runpy.run_module('getiaction_export.deploy_check', run_name='__main__')\n")
     run = subprocess.run([sys.executable, "-c", check, str(package)], capture_output=True, text=True, timeout=300,
                          env=env)
     assert run.returncode == 0, run.stdout + run.stderr

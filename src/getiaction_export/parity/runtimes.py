@@ -103,7 +103,8 @@ def conditioned(reference: Any, batch: dict[str, torch.Tensor],
 
 def paired(reference: Any, candidate: Runner, batch: dict[str, torch.Tensor],
            output_names: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``(reference outputs, candidate outputs)`` on ``batch``: the candidate first, the reference :func:`conditioned`."""
+    """``(reference outputs, candidate outputs)`` on ``batch``: the candidate first, then the reference
+    :func:`conditioned` on what it drew."""
     actual = candidate(batch)
     return reference(conditioned(reference, batch, dict(zip(output_names, actual, strict=False)))), actual
 

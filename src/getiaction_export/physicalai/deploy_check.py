@@ -54,8 +54,6 @@ from typing import Any
 import numpy as np
 
 from getiaction.errors import ExitCode, GetiActionError
-from getiaction_export.physicalai.pinned import pin
-from getiaction_export.physicalai.task import ROBOT_TASK, TASK, reference_feed
 from getiaction_export.files import sha256_of
 from getiaction_export.parity.tolerance import Tolerance, failure_phrase
 from getiaction_export.physicalai.manifest import (
@@ -69,6 +67,8 @@ from getiaction_export.physicalai.manifest import (
     drivability,
     is_image_input,
 )
+from getiaction_export.physicalai.pinned import pin
+from getiaction_export.physicalai.task import ROBOT_TASK, TASK, reference_feed
 
 
 class NotDeployable(GetiActionError):

@@ -85,7 +85,8 @@ class TaskFeed:
             raise KeyError("a case without task strings reached a package that tokenizes its task") from None
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-        feed = {name: tensor.numpy() for name, tensor in batch.items() if name not in self.token_inputs}
+        feed: dict[str, Any] = {name: tensor.numpy() for name, tensor in batch.items()
+                                if name not in self.token_inputs}
         feed[TASK] = list(self.tasks_of(batch))
         return feed
 

@@ -20,7 +20,7 @@ from getiaction_export.physicalai.manifest import PACKAGE_FORMATS
 from getiaction_export.physicalai.runtime import enabled, physicalai_version
 from getiaction_export.physicalai.runtime_check import check_package
 from getiaction_export.physicalai.staging import staged_package
-from getiaction_export.physicalai.task import task_feed
+from getiaction_export.physicalai.task import numpy_feed, task_feed
 from getiaction_export.state import FormatOutcome, JobState
 
 
@@ -66,4 +66,4 @@ def _check(replica: Path, state: JobState, outcome: FormatOutcome, default: str)
     return check_package(replica, outcome.name, default, outcome.final[0].name, verification.reference,
                          cases, state.graph.output_names, verification.bounds(), state.graph.inputs,
                          seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32",
-                         **({"feed": feed, "task": feed.token_inputs} if feed else {}))
+                         feed=feed or numpy_feed, task=feed.token_inputs if feed else ())
