@@ -168,8 +168,17 @@ class Rollout:
     cameras: set[str]
     """The policy inputs fed camera frames."""
     reference: list[Run] | None = None
-    """PyTorch eager's episodes, run once and compared with every artifact's."""
+    """PyTorch eager's episodes, run once and compared with every artifact's (per artifact, on its draws, for a
+    policy that draws: see ``drawn``)."""
     seconds: float = 0.0
+    task: str | None = None
+    """``rollout.task``: the task string a vision-language-action policy gets every step."""
+    task_inputs: dict[str, Any] = field(default_factory=dict)
+    """That string as the graph's token inputs (what PyTorch and a non-package runtime are fed)."""
+    drawn: dict[str, str] = field(default_factory=dict)
+    """Outputs the policy draws itself -> the reference input they are given (``conditioned_on``)."""
+    outputs: list[str] = field(default_factory=lambda: ["action"])
+    """The policy's outputs in the order its runners return them (to find what it drew)."""
 
 
 @dataclass

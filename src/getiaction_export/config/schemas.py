@@ -255,6 +255,9 @@ class RolloutSchema:
     gaps are compared over the steps both runs reached (``steps`` per run is recorded)."""
     seed: int = 0
     """Episode ``e`` starts from ``env.reset(seed=seed + e)`` in every run."""
+    task: str | None = field(default=None, metadata={"example": "push the T-shaped block onto the target"})
+    """The task string a vision-language-action policy (SmolVLA) is given every step; required for one, refused
+    for a policy that reads no task."""
     max_gap: dict[str, float] = field(default_factory=dict)
     """Per precision (fp32, fp16, int8): the largest distance allowed between the artifact's and PyTorch's
     tracked state (PushT: the agent position, pixels) at any step; a precision not given takes the adapter's

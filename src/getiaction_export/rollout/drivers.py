@@ -10,6 +10,8 @@ step: what physicalai's ``InferenceModel.select_action`` does.
 - :class:`QueueDriver`: any runner (PyTorch, a reloaded checkpoint, OpenVINO INT8, ExecuTorch)
   behind the same queue; camera frames become ``(1, 3, H, W)`` float32 ``frame / 255`` first,
   the arithmetic of physicalai's ``to_float_tensor``.
+- :class:`ReplayDriver`: PyTorch behind the queue, given what an artifact's policy drew in its own
+  run (SmolVLA's start noise, one per chunk): the policy that draws is compared on its own draws.
 
 Example:
     >>> import numpy as np, torch
@@ -52,41 +54,102 @@ def to_float_frames(observation: Mapping[str, np.ndarray], cameras: Collection[s
 
 
 class QueueDriver:
-    """A runner (``batch -> [outputs]``, action first) behind physicalai's action-queue semantics."""
+    """A runner (``batch -> [outputs]``, action first) behind physicalai's action-queue semantics.
+
+    ``extra``: inputs added to every batch (a task's token ids). ``keep``: ``{output name: index}``
+    of outputs the policy draws itself (SmolVLA's ``noise``), kept per run in :attr:`drawn` (one
+    list per episode) so PyTorch can be run on the same draws (:class:`ReplayDriver`).
+    """
 
     def __init__(self, runner: Callable[[dict[str, Any]], list[np.ndarray]], cameras: Collection[str],
-                 action_index: int = 0) -> None:
+                 action_index: int = 0, extra: Mapping[str, Any] | None = None,
+                 keep: Mapping[str, int] | None = None) -> None:
         self.runner, self.cameras, self.action_index = runner, set(cameras), action_index
+        self.extra, self.keep = dict(extra or {}), dict(keep or {})
         self.queue: deque[np.ndarray] = deque()
         self.runs = 0
+        self.drawn: list[list[dict[str, np.ndarray]]] = []
 
     def reset(self) -> None:
         self.queue.clear()
+        self.drawn.append([])
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         if not self.queue:
-            outputs = self.runner(to_float_frames(observation, self.cameras))
+            outputs = self.runner({**to_float_frames(observation, self.cameras), **self.extra})
             self.queue.extend(chunk_rows(np.asarray(outputs[self.action_index])))
             self.runs += 1
+            if self.keep:
+                self.drawn[-1].append({name: np.asarray(outputs[index]) for name, index in self.keep.items()})
         return np.asarray(self.queue.popleft(), dtype=np.float32)
+
+
+class ReplayDriver(QueueDriver):
+    """PyTorch behind the queue, run on what another run's policy drew: its k-th run of episode e gets the k-th
+    draw of that run's episode e as inputs (``conditioned_on``: drawn output -> reference input).
+
+    A run that needs more draws than were recorded (its episode ran longer) raises: the two runs are no
+    longer comparable step for step.
+    """
+
+    def __init__(self, runner: Callable[[dict[str, Any]], list[np.ndarray]], cameras: Collection[str],
+                 drawn: list[list[dict[str, np.ndarray]]], conditioned_on: Mapping[str, str],
+                 extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(self._replayed, cameras, extra=extra)
+        self.inner, self.recorded, self.pairs = runner, drawn, dict(conditioned_on)
+        self.episode, self.call = -1, 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.episode, self.call = self.episode + 1, 0
+
+    def _replayed(self, batch: dict[str, Any]) -> list[np.ndarray]:
+        import torch
+
+        draws = self.recorded[self.episode]
+        if self.call >= len(draws):
+            raise ValueError(f"PyTorch's episode {self.episode} needs a policy run more than the artifact's made "
+                             f"({len(draws)}); the runs are no longer comparable")
+        given = {name: torch.from_numpy(np.array(draws[self.call][output], dtype=np.float32))
+                 for output, name in self.pairs.items()}
+        self.call += 1
+        return self.inner({**batch, **given})
 
 
 class PackageDriver:
     """A physicalai ``InferenceModel`` loaded from the policy package: its own ``select_action`` and queue.
 
     ``float_cameras``: camera inputs the package has no ``to_float_tensor`` step for (not named
-    ``images[.cam]``); their frames are handed over as float32 NCHW in [0, 1].
+    ``images[.cam]``); their frames are handed over as float32 NCHW in [0, 1]. ``task``: the task
+    string fed every step (a package that tokenizes its task; ``extra``: inputs fed every step, e.g. the task's
+    token ids to a package without its tokenizer). ``keep``: outputs the graph draws
+    itself, kept per model run in :attr:`drawn` (one list per episode).
     """
 
-    def __init__(self, model: Any, float_cameras: Collection[str] = ()) -> None:
-        self.model, self.float_cameras = model, set(float_cameras)
+    def __init__(self, model: Any, float_cameras: Collection[str] = (), task: str | None = None,
+                 keep: Collection[str] = (), extra: Mapping[str, np.ndarray] | None = None) -> None:
+        self.model, self.float_cameras, self.task, self.keep = model, set(float_cameras), task, list(keep)
+        self.extra = dict(extra or {})
+        self.drawn: list[list[dict[str, np.ndarray]]] = []
+        if self.keep:
+            original = model.runner.run
+
+            def watched(adapter: Any, inputs: Any) -> Any:
+                outputs = original(adapter, inputs)
+                self.drawn[-1].append({name: np.asarray(outputs[name]) for name in self.keep})
+                return outputs
+
+            setattr(model.runner, "run", watched)  # noqa: B010 - an instance attribute shadows the method
 
     def reset(self) -> None:
         self.model.reset()
+        self.drawn.append([])
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        feed = dict(observation)
+        feed: dict[str, Any] = {**observation, **self.extra}
         if self.float_cameras:
             converted = to_float_frames({k: feed[k] for k in self.float_cameras}, self.float_cameras)
             feed.update({k: v.numpy() for k, v in converted.items()})
+        if self.task is not None:
+            feed["task"] = [self.task]
         return np.asarray(self.model.select_action(feed), dtype=np.float32).reshape(-1)

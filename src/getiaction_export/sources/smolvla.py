@@ -271,6 +271,8 @@ def cameras(config: Any) -> list[str]:
 class SmolVLAExport(nn.Module):
     """What is exported: raw observation + task tokens (+ noise) in, raw action chunk (+ the noise drawn) out."""
 
+    task_input_names = (TOKENS, TOKEN_MASK)
+    """The inputs a task string becomes (:meth:`task_inputs`): a rollout feeds them from ``rollout.task``."""
     preferred_exporter = "torchscript"
     """What ``format.exporter=auto`` uses (see the module doc: weights stored once, 9.5e-7 from LeRobot, ~3 s)."""
 

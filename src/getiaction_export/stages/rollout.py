@@ -31,7 +31,7 @@ from getiaction_export.console import progress_bar
 from getiaction_export.errors import first_line
 from getiaction_export.physicalai.manifest import PACKAGE_FORMATS, is_image_input
 from getiaction_export.rollout.adapter import IMAGES, adapter_class, bind_inputs, fit_problems
-from getiaction_export.rollout.drivers import PackageDriver, QueueDriver
+from getiaction_export.rollout.drivers import PackageDriver, QueueDriver, ReplayDriver
 from getiaction_export.rollout.episodes import Run, compare, run_episode
 from getiaction_export.state import FormatOutcome, JobState, Rollout
 
@@ -48,7 +48,9 @@ def fit_task(state: JobState) -> str:
     assert rollout.adapter and built is not None and sample is not None
     adapter = adapter_class(rollout.adapter)()
     action = torch_runner(built.module, built.call_style)(sample)[0].shape
-    inputs = {name: list(tensor.shape) for name, tensor in sample.items()}
+    from_task = tuple(getattr(built.module, "task_input_names", ()))
+    _check_task(rollout.name, rollout.task, from_task, sample)
+    inputs = {name: list(tensor.shape) for name, tensor in sample.items() if name not in from_task}
     fixed = [(name, shape) for name, shape in inputs.items() if shape and shape[0] != 1]
     if fixed and getattr(state.config.format, "dynamic_batch", True) is False:
         name, shape = fixed[0]
@@ -67,19 +69,48 @@ def fit_task(state: JobState) -> str:
                           f"{first_line(error)}{hint}") from error
     binding = bind_inputs(inputs, adapter.observation_shapes)
     cameras = {name for name, key in binding.items() if key == IMAGES or key.startswith(IMAGES + ".")}
-    state.rollout = Rollout(adapter, binding, cameras)
-    return ", ".join(f"{key} -> {name}" for name, key in binding.items())
+    tokens = dict(built.module.task_inputs([rollout.task])) if from_task else {}  # type: ignore[operator]
+    drawn = dict(getattr(built.reference or built.module, "conditioned_on", None) or {})
+    state.rollout = Rollout(adapter, binding, cameras, task=rollout.task, task_inputs=tokens, drawn=drawn,
+                            outputs=_output_names(built, sample) if drawn else ["action"])
+    fed = ", ".join(f"{key} -> {name}" for name, key in binding.items())
+    return fed + (f", task {rollout.task!r} -> {', '.join(from_task)}" if from_task else "")
+
+
+def _output_names(built: Any, sample: dict[str, Any]) -> list[str]:
+    """The policy's outputs in the order a runner returns them (a dict's keys; else ``action`` first)."""
+    import torch
+
+    from getiaction.export.onnx import call_with_batch
+
+    with torch.no_grad():
+        out = call_with_batch(built.module, sample, built.call_style)
+    return [str(name) for name in out] if isinstance(out, dict) else ["action"]
+
+
+def _check_task(name: str, task: str | None, from_task: tuple[str, ...], sample: dict[str, Any]) -> None:
+    """A policy that reads a task string needs ``rollout.task``; one that does not refuses it; graphs fed noise
+    by the caller (``policy.noise=input``) have no one to feed it in a rollout."""
+    if from_task and not task:
+        raise ConfigError(f"rollout.task: this policy reads a task string; give one, e.g. rollout={name} "
+                          "rollout.task='push the T-shaped block onto the target'")
+    if task and not from_task:
+        raise ConfigError(f"rollout.task: this policy reads no task string (only vision-language-action policies "
+                          f"such as SmolVLA do); remove rollout.task={task!r}")
+    if "noise" in sample and from_task:
+        raise ConfigError(f"rollout={name}: this graph takes its start noise as an input (policy.noise=input), which "
+                          "a robot loop does not feed; roll out the default policy.noise=graph, which draws it")
 
 
 def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str], None]) -> None:
     """Run ``outcome``'s artifact in closed loop against PyTorch's runs; record; raise beyond the bound."""
     task = state.rollout
     assert task is not None
-    if task.reference is None:
+    if task.reference is None and not task.drawn:
         _reference(state, task, echo)
-    assert task.reference is not None
     config, adapter = state.config.rollout, task.adapter
     precision = outcome.precision
+    replay: list[Run] | None = None
     bound, source = ((config.max_gap[precision], f"rollout.max_gap.{precision}") if precision in config.max_gap
                      else (adapter.max_gap.get(precision, 0.0), f"{adapter.name} default"))
     started = time.perf_counter()
@@ -88,12 +119,16 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
         with ExitStack() as stack:
             driver, how = _driver(state, outcome, stack)
             runs = _episodes(state, task, driver, f"[rollout] {outcome.name}")
+        if task.drawn:  # the policy draws (noise): PyTorch on the artifact's draws, chunk by chunk
+            replay = _replayed(state, task, driver.drawn, echo)
     except Exception as error:  # recorded, so result.json's rollout says this format failed, and why
         outcome.rollout = {"driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound,
                            "max_gap_source": source, "passed": False, "error": first_line(error), "episodes": []}
         raise
+    references = replay if replay is not None else task.reference
+    assert references is not None
     episodes = [{"seed": config.seed + index, **_rounded(compare(reference, run)), "torch_xy": _points(reference),
-                 "artifact_xy": _points(run)} for index, (reference, run) in enumerate(zip(task.reference, runs,
+                 "artifact_xy": _points(run)} for index, (reference, run) in enumerate(zip(references, runs,
                                                                                             strict=True))]
     worst = max(episodes, key=lambda e: (not math.isfinite(e["max_state_gap"]), _finite_or_0(e["max_state_gap"])))
     gap = worst["max_state_gap"]
@@ -147,13 +182,32 @@ def _reference(state: JobState, task: Rollout, echo: Callable[[str], None]) -> N
     built = state.built
     assert built is not None
     started = time.perf_counter()
-    driver = QueueDriver(torch_runner(built.reference or built.module, built.call_style), task.cameras)
+    driver = QueueDriver(torch_runner(built.reference or built.module, built.call_style), task.cameras,
+                         extra=task.task_inputs)
     task.reference = _episodes(state, task, driver, "[rollout] PyTorch")
     task.seconds = time.perf_counter() - started
     steps = sum(run.steps for run in task.reference)
     echo(f"[rollout] ✓ PyTorch eager: {_episodes_text(task.reference)} of {task.adapter.name}, {steps} steps, "
          f"{driver.runs} policy runs, success {sum(r.success for r in task.reference)}/{len(task.reference)}  "
          f"{task.seconds:.2f} s")
+
+
+def _replayed(state: JobState, task: Rollout, drawn: list[list[dict[str, Any]]],
+              echo: Callable[[str], None]) -> list[Run]:
+    """PyTorch's episodes given, chunk by chunk, what the artifact's policy drew (``task.drawn``)."""
+    from getiaction_export.parity.runtimes import torch_runner
+
+    built = state.built
+    assert built is not None
+    started = time.perf_counter()
+    driver = ReplayDriver(torch_runner(built.reference or built.module, built.call_style), task.cameras, drawn,
+                          task.drawn, extra=task.task_inputs)
+    runs = _episodes(state, task, driver, "[rollout] PyTorch")
+    seconds = time.perf_counter() - started
+    task.reference, task.seconds = runs, task.seconds + seconds
+    echo(f"[rollout] ✓ PyTorch eager on the artifact's {', '.join(task.drawn)} ({driver.runs} chunks): "
+         f"{_episodes_text(runs)}, {sum(run.steps for run in runs)} steps  {seconds:.2f} s")
+    return runs
 
 
 def _episodes(state: JobState, task: Rollout, driver: Any, label: str) -> list[Run]:
@@ -179,11 +233,16 @@ def _driver(state: JobState, outcome: FormatOutcome, stack: ExitStack) -> tuple[
         model = load(replica, outcome.name, default, hints=True)
         fed_raw = {spec["name"] for spec in state.graph.inputs if is_image_input(spec)}
         hint = ", f32 hint" if outcome.name == "openvino" else ""
-        return (PackageDriver(model, task.cameras - fed_raw),
+        tokenizes = bool((state.package_extras or {}).get("task"))
+        tokens = {} if tokenizes else {name: tensor.numpy() for name, tensor in task.task_inputs.items()}
+        return (PackageDriver(model, task.cameras - fed_raw, task=task.task if tokenizes else None,
+                              keep=list(task.drawn), extra=tokens),
                 f"physicalai select_action on the package, {outcome.name} backend{hint}")
     if outcome.runner is None:
         raise VerificationError(f"rollout: {outcome.name} has no verified runtime to drive")
-    return QueueDriver(outcome.runner, task.cameras), f"{outcome.runtime} behind a select_action queue"
+    keep = {name: task.outputs.index(name) for name in task.drawn if name in task.outputs}
+    return (QueueDriver(outcome.runner, task.cameras, extra=task.task_inputs, keep=keep),
+            f"{outcome.runtime} behind a select_action queue")
 
 
 def _finite_or_0(value: float) -> float:
