@@ -152,9 +152,47 @@ def job_report_html(result: dict[str, Any]) -> str:
     parts.append(figure_html("fig-latency", latency_figure(bars) if bars else None,
                              _latency_caption(result) if bars else "no latency was measured (format.latency=false, "
                                                                    "or the job stopped before the latency stage)"))
+    task = task_section(result)
+    if task:
+        parts.append(task)
     if result.get("rollout"):
         parts.append(rollout_section(result["rollout"]))
     return _page(f"{policy}: export report", "\n".join(parts))
+
+
+def task_section(result: dict[str, Any]) -> str | None:
+    """A vision-language-action package: the task strings its tokenizer was checked on, and how noise is handled.
+
+    >>> html = task_section({"package": {"task": {"files": {"tok.xml": "ab"}, "preprocessors": [{"type": "new_line"}],
+    ...     "check": {"max_length": 4, "ids_equal_lerobot": True, "tasks": {"empty": ""}}}, "noise": None}})
+    >>> "<h2>Task and noise</h2>" in html and "empty" in html and "tok.xml" in html
+    True
+    """
+    package = result.get("package") or {}
+    task, noise = package.get("task"), package.get("noise")
+    rollout_task = (result.get("rollout") or {}).get("task_string")
+    if not task and not noise and not rollout_task:
+        return None
+    parts = ['<section id="task"><h2>Task and noise</h2>']
+    if task:
+        check = task.get("check") or {}
+        same = "✓ the same ids and mask as the policy's own tokenizer" if check.get("ids_equal_lerobot") else "✗"
+        rows = "".join(f"<tr><td>{escape(str(name))}</td><td><code>{escape(repr(text))}</code></td><td>{same}</td>"
+                       "</tr>" for name, text in (check.get("tasks") or {}).items())
+        steps = " → ".join(str(step.get("type")) for step in task.get("preprocessors") or [])
+        parts.append(f"<p>The package reads its task as a string: {escape(steps)} ({escape(', '.join(task['files']))}"
+                     f"), padded and truncated to {escape(str(check.get('max_length')))} tokens. Checked at export, "
+                     f"one string at a time and all in one batch:</p><table><tr><th>task</th><th>string</th>"
+                     f"<th>ids</th></tr>{rows}</table>")
+    if noise:
+        parts.append(f"<p>Noise: the graph draws {escape(', '.join(noise['drawn_by_graph']))} itself, fresh every "
+                     "call, and returns it; every check (parity gate, runtime check, rollout) ran the PyTorch "
+                     "reference on the noise the graph returned. <code>deploy_check</code> re-checks the package "
+                     "with the draw pinned to the stored noise.</p>")
+    if rollout_task:
+        parts.append(f"<p>Rollout task: <code>{escape(str(rollout_task))}</code>.</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
 
 
 def sweep_report_html(rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],

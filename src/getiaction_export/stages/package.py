@@ -45,7 +45,8 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     state.package = {"manifest": str(path), "backends": names, "default_backend": names[0],
                      "default_backend_reason": manifest[SECTION].get("default_backend_reason"),
                      "policy_name": manifest["policy"].get("name"), "robot_loop": loop,
-                     "reference": state.reference_set}
+                     "reference": state.reference_set, "task": manifest[SECTION].get("task"),
+                     "noise": manifest[SECTION].get("noise")}
     backends = manifest[SECTION]["backends"]
     echo(f"[package] ✓ {MANIFEST_FILE}: a physicalai policy package, backends {', '.join(names)} "
          f"(default {names[0]}); {_default_load(names[0], backends[names[0]]['default_load'])}")

@@ -166,7 +166,8 @@ def rollout_record(state: JobState) -> dict[str, Any] | None:
     return {
         "task": config.name, "adapter": config.adapter, "tracked": adapter.tracked_name, "plane": list(adapter.plane),
         "unit": adapter.unit,
-        "episodes": config.episodes, "steps": config.steps, "seed": config.seed,
+        "episodes": config.episodes, "steps": config.steps, "seed": config.seed, "task_string": config.task,
+        "torch_on_drawn": list(task.drawn) or None,
         "binding": dict(task.binding),
         "torch": {"success": sum(run.success for run in reference), "steps": [run.steps for run in reference],
                   "seconds": round(task.seconds, 3)} if reference else None,
