@@ -15,7 +15,7 @@ import pytest
 
 from getiaction.errors import ConfigError
 from getiaction_export.rollout.adapter import bind_inputs, fit_problems
-from getiaction_export.rollout.drivers import PackageDriver, QueueDriver
+from getiaction_export.rollout.drivers import PackageDriver, QueueDriver, ReplayDriver
 from getiaction_export.rollout.episodes import compare, run_episode
 from getiaction_export.rollout.pusht import PushT
 from tests.getiaction_export.conftest import read_json
@@ -130,6 +130,8 @@ def test_a_policy_that_does_not_fit_the_task_is_refused_before_any_export(cli, t
      "rollout=pusht needs the no_such_simulator_here package: pip install no_such_simulator_here"),
     ("rollout.adapter=PushT", "rollout.adapter: 'PushT' is not an import path (module.Class"),
     ("rollout.adapter=getiaction_export.rollout.adapter.TaskAdapter", "defines make_env, observation and tracked"),
+    ("rollout.task=push", "rollout.task: this policy reads no task string (only vision-language-action policies "
+                          "such as SmolVLA do); remove rollout.task='push'"),
     ("rollout.adapter=tests.getiaction_export.rollout_modules.Unbounded",
      "rollout.max_gap.fp32: Unbounded has no fp32 bound; set +rollout.max_gap.fp32=<largest gap in m>"),
 ])
@@ -283,3 +285,41 @@ def test_result_json_stays_small(cli, tmp_path: Path) -> None:
     assert size < 200_000, size
     record = json.loads((tmp_path / "job" / "result.json").read_text())["rollout"]["formats"]["onnx"]
     assert len(record["episodes"]) == 2 and record["episodes"][1]["seed"] == 1
+
+
+def test_pytorch_replayed_on_an_artifacts_draws_plays_the_same_actions() -> None:
+    """A policy that draws its noise (a fresh draw per chunk, returned as an output): the artifact's draws are kept
+    per episode and run, chunk by chunk, through PyTorch (given them as an input) - the same rows; an episode of
+    PyTorch that needs more chunks than the artifact drew is refused, and so are other draws."""
+    import torch
+
+    rng = np.random.default_rng(0)
+
+    def drawing(batch):  # type: ignore[no-untyped-def]
+        noise = rng.standard_normal((1, 4, 2)).astype(np.float32)
+        return [batch["state"].numpy()[:, None, :] + noise, noise]
+
+    def reference(batch):  # type: ignore[no-untyped-def]
+        noise = batch["noise"]
+        assert isinstance(noise, torch.Tensor)
+        return [batch["state"].numpy()[:, None, :] + noise.numpy()]
+
+    artifact = QueueDriver(drawing, (), keep={"noise": 1})
+    observations = [{"state": np.full((1, 2), float(step), np.float32)} for step in range(10)]
+    played = {}
+    for episode in range(2):
+        artifact.reset()
+        played[episode] = [artifact.select_action(o) for o in observations]
+    assert [len(draws) for draws in artifact.drawn] == [3, 3]  # 10 steps of chunks of 4: 3 runs an episode
+    replay = ReplayDriver(reference, (), artifact.drawn, {"noise": "noise"})
+    for episode in range(2):
+        replay.reset()
+        assert all(np.array_equal(replay.select_action(o), row) for o, row in zip(observations, played[episode],
+                                                                                 strict=True))
+    replay.reset()
+    with pytest.raises(IndexError):  # a third episode the artifact never ran
+        replay.select_action(observations[0])
+    short = ReplayDriver(reference, (), [artifact.drawn[0][:1]], {"noise": "noise"})
+    short.reset()
+    with pytest.raises(ValueError, match="needs a policy run more than the artifact's made"):
+        [short.select_action(o) for o in observations]

@@ -248,17 +248,45 @@ def test_default_graph_draws_its_noise_and_equals_lerobot_for_the_noise_it_drew(
             assert np.abs(drawn[0] - drawn[1]).min() > 0, runtime  # fresh noise every call
 
 
-def test_pusht_shaped_folder_exports(vlm: Path, tmp_path: Path) -> None:
-    """One 96x96 camera, state 2, action 2, chunk 6, 2 steps, 24 tokens: the ONNX package passes the gate."""
-    folder = save_smolvla(tmp_path / "pusht", vlm, {"top": (3, 96, 96)}, state=2, action=2, chunk_size=6,
-                          n_action_steps=6, num_steps=2, tokenizer_max_length=24)
-    run = run_cli(f"policy.path={folder}", "policy.noise=input", "format=onnx", "format.exporter=torchscript",
-                  "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def pusht(vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 96x96 camera, state 2, action 2, chunk 6, 2 steps, 24 tokens: PushT's shapes."""
+    return save_smolvla(tmp_path_factory.mktemp("pusht"), vlm, {"top": (3, 96, 96)}, state=2, action=2, chunk_size=6,
+                        n_action_steps=6, num_steps=2, tokenizer_max_length=24)
+
+
+def test_pusht_shaped_folder_exports_a_graph_that_takes_its_noise(pusht: Path, tmp_path: Path) -> None:
+    """``policy.noise=input``: the graph takes ``noise`` (for the user's own sampler), verified as is."""
+    run = run_cli(f"policy.path={pusht}", "policy.noise=input", "format=onnx", "format.latency=false",
+                  "hydra.run.dir=job", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "job" / "result.json").read_text())
     assert result["parity"]["action"]["passed"], result["parity"]
-    assert result["onnx"]["outputs"][0]["shape"][1:] == [6, 2]
-    assert result["input_sample"][TOKENS]["shape"] == [1, 24]
+    assert result["onnx"]["outputs"][0]["shape"][1:] == [6, 2] and len(result["onnx"]["outputs"]) == 1
+    assert result["input_sample"][TOKENS]["shape"] == [1, 24] and result["input_sample"][NOISE]["shape"] == [1, 6, 8]
+
+
+def test_a_pusht_shaped_smolvla_rolls_out_with_a_task_string(pusht: Path, tmp_path: Path) -> None:
+    """``rollout=pusht rollout.task=...``: the checkpoint, the ONNX and OpenVINO packages (physicalai select_action,
+    fed the task string) each drive PushT; PyTorch (LeRobot's inference) replays each one's drawn noise."""
+    task = "push the T-shaped block onto the target"
+    run = run_cli(f"policy.path={pusht}", "format=all", "format.latency=false", "rollout=pusht",
+                  "rollout.episodes=1", "rollout.steps=24", f"rollout.task='{task}'", "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "job" / "result.json").read_text())
+    rollout = result["rollout"]
+    assert rollout["task_string"] == task and rollout["torch_on_drawn"] == [NOISE]
+    assert set(rollout["formats"]) == {"torch", "onnx", "openvino"}
+    for name, record in rollout["formats"].items():
+        assert record["passed"] and record["max_state_gap"] <= 0.01 and record["max_action_gap"] < 1e-4, (name, record)
+        assert record["episodes"][0]["steps"] == {"torch": 24, "artifact": 24}
+    assert "physicalai select_action on the package" in rollout["formats"]["onnx"]["driver"]
+    html = (tmp_path / "job" / "report.html").read_text()
+    assert "<h2>Task and noise</h2>" in html and task in html and "non-ASCII" in html
+    missing = run_cli(f"policy.path={pusht}", "format=onnx", "rollout=pusht", "hydra.run.dir=job2", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].endswith(
+        "rollout.task: this policy reads a task string; give one, e.g. rollout=pusht "
+        "rollout.task='push the T-shaped block onto the target'"), missing.stderr
 
 
 def test_a_vlm_that_is_not_available_offline_is_named_with_the_override(two_cameras: Path, vlm: Path,
