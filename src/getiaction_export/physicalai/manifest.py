@@ -329,6 +329,7 @@ def manifest_section(
         "default_backend_reason": why_default,
         "backends": backends,
         "robot_loop": drivability(graph.inputs, task=_task_inputs(state)),
+        "input_names": _input_names(built.module),
         "task": task_section(state),
         "noise": noise_section(state),
     }
@@ -346,6 +347,13 @@ def package_manifest(
     return build_manifest(state.config.policy_name, state.built.class_path, artifacts,
                           section.get("inputs", []), section.get("outputs", []), section,
                           extras.get("preprocessors", ()))
+
+
+def _input_names(module: Any) -> dict[str, Any] | None:
+    """``getiaction.input_names``: the source's own input names -> the graph's (a LeRobot policy under the names
+    physicalai's robot loop feeds: :mod:`getiaction_export.sources.robot_names`)."""
+    names = getattr(module, "lerobot_input_names", None)
+    return {"from_lerobot": dict(names), "fed_by": "physicalai's robot loop (PolicySource)"} if names else None
 
 
 def _task_inputs(state: JobState) -> list[str]:

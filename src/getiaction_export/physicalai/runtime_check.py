@@ -191,13 +191,15 @@ def check_robot_loop(
         got = np.asarray(model.predict_action_chunk(feed))
         record["uint8_frames"] = compare(expected(), got, atol, rtol)
     if record["ok"] and "state" in observation:
-        record["policy_source"] = _through_policy_source(model, observation, frames, expected, atol, rtol)
+        tasks = getattr(feed_of, "tasks_of", None)
+        record["policy_source"] = _through_policy_source(model, observation, frames, expected, atol, rtol,
+                                                         tasks(observation)[0] if tasks else None)
     return record
 
 
 def _through_policy_source(
     model: Any, observation: Mapping[str, torch.Tensor], frames: Mapping[str, np.ndarray],
-    expected: Callable[[], np.ndarray], atol: float, rtol: float,
+    expected: Callable[[], np.ndarray], atol: float, rtol: float, task: str | None = None,
 ) -> dict[str, Any]:
     """The observation physicalai's ``PolicySource`` builds from a robot state and camera frames, run by the model."""
     from physicalai.capture.frame import Frame
@@ -207,7 +209,7 @@ def _through_policy_source(
 
     robot = types.SimpleNamespace(state=observation["state"].numpy()[0], images=None)
     cameras = {camera_name(name): Frame(data=frame[0], timestamp=0.0, sequence=0) for name, frame in frames.items()}
-    fed = PolicySource(model).to_model_input(robot, cameras)
+    fed = PolicySource(model, task=task).to_model_input(robot, cameras)
     try:
         got = np.asarray(model.predict_action_chunk(fed))
     except KeyError as error:  # drivability() said the keys match; the runtime disagrees

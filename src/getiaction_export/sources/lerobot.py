@@ -36,6 +36,7 @@ from torch import nn
 
 from getiaction.errors import ConfigError
 from getiaction_export.sources.lerobot_folder import Stats, load_folder, normalizer_step
+from getiaction_export.sources.robot_names import RobotNamed, check_names, robot_names
 
 SUPPORTED = ("act", "diffusion", "smolvla")
 PI_TYPES = ("pi0", "pi05", "pi0_fast")
@@ -45,11 +46,24 @@ NOISE_SCHEDULERS = ("DDIM",)
 
 
 def lerobot(path: str | None = None, noise_seed: int = 0, noise_scheduler: str | None = None, noise: str = "graph",
-            vlm_path: str | None = None) -> nn.Module:
+            vlm_path: str | None = None, names: str = "robot", cameras: Mapping[str, str] | None = None) -> nn.Module:
     """Load the LeRobot policy saved in ``path`` as a :class:`LeRobotExport` (see the module doc).
 
     ``noise`` and ``vlm_path`` are SmolVLA's (:mod:`getiaction_export.sources.smolvla`, which returns its own module).
+    ``names``/``cameras``: the graph's input names (:mod:`getiaction_export.sources.robot_names`).
     """
+    check_names(names)
+    module = _lerobot(path, noise_seed, noise_scheduler, noise, vlm_path)
+    if names == "lerobot":
+        if cameras:
+            raise ConfigError("policy.cameras: maps the robot loop's camera names; with policy.names=lerobot the "
+                              "graph keeps LeRobot's names (drop policy.cameras or use policy.names=robot)")
+        return module
+    return RobotNamed(module, robot_names(list(getattr(module, "input_shapes", {})), cameras))
+
+
+def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noise: str,
+             vlm_path: str | None) -> nn.Module:
     if not path:
         raise ConfigError("policy.path: required: the folder LeRobot's save_pretrained wrote (config.json, "
                           "model.safetensors, policy_preprocessor.json, ...)")
