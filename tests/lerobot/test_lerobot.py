@@ -28,7 +28,7 @@ def test_act_folder_exports_to_a_verified_package(act_folder: Path, tmp_path: Pa
     result = json.loads((job / "result.json").read_text())
     assert result["parity"]["action"]["passed"] and result["parity"]["action"]["max_abs_diff"] < 1e-4
     graph = onnx.load(str(job / "act.onnx"), load_external_data=False).graph  # named after the policy type
-    assert [i.name for i in graph.input] == ["observation.state", "observation.images.top"]
+    assert [i.name for i in graph.input] == ["state", "images"]  # what physicalai's robot loop feeds (one camera)
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [8, 6]  # the whole chunk
     manifest = json.loads((job / "manifest.json").read_text())
     assert manifest["model"]["artifacts"] == {"onnx": "act.onnx", "openvino": "act.xml"}
@@ -58,7 +58,7 @@ def test_diffusion_trained_with_ddpm_is_refused_then_sampled_with_ddim(diffusion
                   "format.latency=false", "hydra.run.dir=ddim", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "ddim" / "result.json").read_text())
-    assert result["input_sample"]["observation.state"]["shape"] == [1, 2, 6]  # (batch, n_obs_steps, state)
+    assert result["input_sample"]["state"]["shape"] == [1, 2, 6]  # (batch, n_obs_steps, state)
     assert result["onnx"]["outputs"][0]["shape"][1:] == [4, 6]  # n_action_steps actions
     assert result["parity"]["action"]["passed"]
 
@@ -68,8 +68,8 @@ def test_diffusion_trained_with_ddpm_is_refused_then_sampled_with_ddim(diffusion
     [
         (lambda folder: None, "is not a folder"),
         (lambda folder: folder.mkdir(), "has no config.json"),
-        (lambda folder: (folder.mkdir(), (folder / "config.json").write_text('{"type": "pi0"}')),
-         "LeRobot policy type 'pi0' is not supported yet; supported: act, diffusion"),
+        (lambda folder: (folder.mkdir(), (folder / "config.json").write_text('{"type": "vqbet"}')),
+         "LeRobot policy type 'vqbet' is not supported yet; supported: act, diffusion"),
     ],
     ids=["missing", "not-lerobot", "other-type"],
 )

@@ -1,9 +1,8 @@
 """``policy=lerobot rollout=pusht``: a LeRobot folder shaped for PushT, exported and driven in closed loop.
 
 PyTorch's runs are LeRobot's own pre-processor -> policy -> post-processor on raw observations
-(the parity reference); the ONNX package is driven through physicalai's ``select_action``, its
-camera (``observation.images.top``: no ``to_float_tensor`` step in the package) handed over as
-float frames. Runs in scripts/test-oldest's venv (LeRobot, gym-pusht).
+(the parity reference); the ONNX package is driven through physicalai's ``select_action`` under the
+robot loop's names (``state``, ``images``: uint8 frames through the package's ``to_float_tensor``). Runs in scripts/test-oldest's venv (LeRobot, gym-pusht).
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_pat
                   "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     rollout = json.loads((tmp_path / "job" / "result.json").read_text())["rollout"]
-    assert rollout["binding"] == {"observation.state": "state", "observation.images.top": "images"}
+    assert rollout["binding"] == {"state": "state", "images": "images"}  # the robot loop's names: no mapping
     record = rollout["formats"]["onnx"]
     assert "physicalai select_action" in record["driver"]
     assert record["passed"] and record["max_state_gap"] < 0.01  # fp32: LeRobot's inference and the package agree
@@ -68,6 +67,6 @@ def test_a_lerobot_policy_with_an_observation_history_is_refused_before_export(t
     run = run_cli(f"policy.path={folder}", "rollout=pusht", "hydra.run.dir=job", cwd=tmp_path)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith(
-        "[rollout] ✗ rollout=pusht: the policy does not fit pusht: observation.state (B, 2, 2) vs (B, 2); "
-        "observation.images.top (B, 2, 3, 96, 96) vs (B, 3, 96, 96)")
+        "[rollout] ✗ rollout=pusht: the policy does not fit pusht: state (B, 2, 2) vs (B, 2); "
+        "images (B, 2, 3, 96, 96) vs (B, 3, 96, 96)")
     assert not list((tmp_path / "job").glob("*.onnx"))

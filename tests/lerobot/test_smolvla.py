@@ -73,7 +73,8 @@ def observation(module: SmolVLAExport, batch: int, seed: int) -> dict[str, torch
     """A raw observation: state around the stats, camera frames in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
     sample = {key: torch.rand((batch, *shape), generator=generator) for key, shape in module.input_shapes.items()}
-    sample["observation.state"] = sample["observation.state"] * 4 - 2
+    state = "state" if "state" in sample else "observation.state"  # the robot loop's name, or LeRobot's
+    sample[state] = sample[state] * 4 - 2
     return sample
 
 
@@ -96,9 +97,9 @@ def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
     graph = onnx.load(str(package / artifacts["onnx"])).graph
     inputs = {i.name: (i.type.tensor_type.elem_type, [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim])
               for i in graph.input}
-    assert inputs == {"observation.state": (onnx.TensorProto.FLOAT, ["batch", 6]),
-                      "observation.images.top": (onnx.TensorProto.FLOAT, ["batch", 3, 48, 64]),
-                      "observation.images.wrist": (onnx.TensorProto.FLOAT, ["batch", 3, 40, 40]),
+    assert inputs == {"state": (onnx.TensorProto.FLOAT, ["batch", 6]),  # the robot loop's names
+                      "images.top": (onnx.TensorProto.FLOAT, ["batch", 3, 48, 64]),
+                      "images.wrist": (onnx.TensorProto.FLOAT, ["batch", 3, 40, 40]),
                       TOKENS: (onnx.TensorProto.INT64, ["batch", 16]),
                       TOKEN_MASK: (onnx.TensorProto.BOOL, ["batch", 16])}
     assert [o.name for o in graph.output] == ["action", NOISE]
@@ -108,8 +109,12 @@ def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
     checks = section["backends"]
     assert checks["onnx"]["runtime_check"]["passed"] and checks["openvino"]["runtime_check"]["passed"]
     assert section["noise"]["verified_as_reference_input"] == {NOISE: NOISE}
-    assert manifest["model"]["preprocessors"] == [{"type": "new_line"},
+    assert manifest["model"]["preprocessors"] == [{"type": "to_float_tensor"}, {"type": "new_line"},
                                                   {"type": "ov_tokenizer", "artifact": "openvino_tokenizer.xml"}]
+    assert section["robot_loop"]["ok"], section["robot_loop"]  # state, images.top/.wrist and task: all fed
+    assert section["input_names"]["from_lerobot"] == {"observation.state": "state",
+                                                      "observation.images.top": "images.top",
+                                                      "observation.images.wrist": "images.wrist"}
     task = section["task"]
     assert task["writes"] == [TOKENS, TOKEN_MASK] and task["check"]["ids_equal_lerobot"], task
     assert set(task["check"]["tasks"]) == set(TOKENIZER_CHECK) and task["check"]["max_length"] == 16
@@ -156,9 +161,9 @@ def test_the_package_runs_without_transformers_or_torch(package: Path) -> None:
     script = block + (
         "from physicalai.inference import InferenceModel\n"
         "model = InferenceModel(sys.argv[1])\n"
-        "feed = {'observation.state': np.zeros((1, 6), np.float32), 'task': ['pick up the cube'],\n"
-        "        'observation.images.top': np.zeros((1, 3, 48, 64), np.float32),\n"
-        "        'observation.images.wrist': np.zeros((1, 3, 40, 40), np.float32)}\n"
+        "feed = {'state': np.zeros((1, 6), np.float32), 'task': ['pick up the cube'],\n"
+        "        'images.top': np.zeros((1, 48, 64, 3), np.uint8),\n"
+        "        'images.wrist': np.zeros((1, 40, 40, 3), np.uint8)}\n"
         "out = model(feed)\n"
         "print(out['action'].shape, out['noise'].shape)\n")
     env = {**os.environ, "CI": "true"}
@@ -198,8 +203,8 @@ def test_the_deploy_check_uses_the_stored_noise(package: Path, tmp_path: Path) -
 def test_tokenize_gives_lerobots_ids_at_the_graphs_length(two_cameras: Path) -> None:
     """LeRobot's own pre-processor pads to the longest task; ours to tokenizer_max_length, with the same ids and
     mask where LeRobot has them, padding after, truncation at the same length, the newline appended as LeRobot does."""
-    reference = lerobot(str(two_cameras), noise="input").parity_reference
-    raw = observation(lerobot(str(two_cameras), noise="input"), 1, seed=0)
+    reference = lerobot(str(two_cameras), noise="input", names="lerobot").parity_reference
+    raw = observation(lerobot(str(two_cameras), noise="input", names="lerobot"), 1, seed=0)
     for name, task in TASKS.items():
         theirs = reference.pre({**raw, "task": [task]})
         ids, mask = theirs["observation.language.tokens"], theirs["observation.language.attention_mask"]
