@@ -2,7 +2,8 @@
 
 PyTorch's runs are LeRobot's own pre-processor -> policy -> post-processor on raw observations
 (the parity reference); the ONNX package is driven through physicalai's ``select_action`` under the
-robot loop's names (``state``, ``images``: uint8 frames through the package's ``to_float_tensor``). Runs in scripts/test-oldest's venv (LeRobot, gym-pusht).
+robot loop's names (``state``, ``images``: uint8 frames through the package's ``to_float_tensor``).
+Runs in scripts/test-oldest's venv (LeRobot, gym-pusht).
 """
 
 from __future__ import annotations
