@@ -51,14 +51,15 @@ def save_policy(policy_cls: type, config: object, folder: Path, stats: dict | No
     return folder
 
 
-def small_act(inputs: dict, outputs: dict, chunk_size: int = 8) -> object:  # type: ignore[type-arg]
-    """A tiny ACTConfig (no pretrained backbone) for the given features."""
+def small_act(inputs: dict, outputs: dict, chunk_size: int = 8, **overrides: object) -> object:  # type: ignore[type-arg]
+    """A tiny ACTConfig (no pretrained backbone) for the given features (``overrides``: other ACTConfig fields)."""
     from lerobot.policies.act.configuration_act import ACTConfig
 
+    settings: dict = {"n_action_steps": chunk_size, **overrides}  # type: ignore[type-arg]
     return ACTConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
-                     chunk_size=chunk_size, n_action_steps=chunk_size, pretrained_backbone_weights=None, dim_model=32,
+                     chunk_size=chunk_size, pretrained_backbone_weights=None, dim_model=32,
                      n_heads=4, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, latent_dim=8,
-                     n_vae_encoder_layers=1)
+                     n_vae_encoder_layers=1, **settings)
 
 
 def small_diffusion(inputs: dict, outputs: dict, **overrides: object) -> object:  # type: ignore[type-arg]

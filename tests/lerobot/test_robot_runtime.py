@@ -147,10 +147,12 @@ def as_float(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
 
 
-@pytest.mark.parametrize("cameras", [["top"], ["top", "wrist"]], ids=["one-camera", "two-cameras"])
-def test_act_runs_in_physicalais_robot_loop_like_lerobots_select_action(cameras: list[str], tmp_path: Path) -> None:
-    """ACT, one camera (fed as ``images``) and two (``images.front`` mapped to the policy's ``top`` by
-    ``policy.cameras``, ``images.wrist``): 200 ticks, 25 chunks of 8."""
+@pytest.mark.parametrize(("cameras", "played"), [(["top"], 3), (["top", "wrist"], 8)],
+                         ids=["one-camera-3-of-8", "two-cameras"])
+def test_act_runs_in_physicalais_robot_loop_like_lerobots_select_action(cameras: list[str], played: int,
+                                                                       tmp_path: Path) -> None:
+    """ACT, one camera (fed as ``images``; LeRobot plays n_action_steps=3 of each chunk of 8: the graph returns
+    those 3) and two (``images.front`` mapped to the policy's ``top`` by ``policy.cameras``, ``images.wrist``)."""
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.modeling_act import ACTPolicy
 
@@ -160,7 +162,8 @@ def test_act_runs_in_physicalais_robot_loop_like_lerobots_select_action(cameras:
     stats = dataset_stats()
     stats.update({f"observation.images.{name}": stats["observation.images.top"] for name in cameras})
     folder = save_policy(ACTPolicy, small_act(inputs, {"action": PolicyFeature(type=FeatureType.ACTION,
-                                                                                 shape=(ACTION,))}),
+                                                                                 shape=(ACTION,))},
+                                            n_action_steps=played),
                          tmp_path / "act", stats)
     robot_names = {"top": "front", "wrist": "wrist"} if len(cameras) == 2 else {"top": "top"}
     mapping = ["policy.cameras={front: top}"] if len(cameras) == 2 else []
@@ -168,8 +171,9 @@ def test_act_runs_in_physicalais_robot_loop_like_lerobots_select_action(cameras:
                   "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     package = tmp_path / "job"
-    loop = json.loads((package / "manifest.json").read_text())["getiaction"]["robot_loop"]
-    assert loop["ok"] and "not fed by the robot loop" not in run.stdout, loop
+    section = json.loads((package / "manifest.json").read_text())["getiaction"]
+    assert section["robot_loop"]["ok"] and "not fed by the robot loop" not in run.stdout, section["robot_loop"]
+    assert section["outputs"][0]["shape"][1:] == [played, ACTION]  # what LeRobot's select_action plays
     frames = {name: frame_stream(64, 80, seed) for seed, name in enumerate(cameras)}
     robot = TestRobot(state_stream(STATE))
     sent = drive(package, robot, {robot_names[name]: TestCamera(robot, frames[name]) for name in cameras})
@@ -185,7 +189,8 @@ def test_smolvla_runs_in_physicalais_robot_loop_with_a_task(tmp_path: Path) -> N
     """SmolVLA, two cameras and a task string: the loop feeds ``task``, the package tokenizes it and draws its noise;
     LeRobot's select_action given each chunk's drawn noise sends the same actions."""
     vlm = write_vlm(tmp_path / "vlm")
-    folder = save_smolvla(tmp_path / "smolvla", vlm, {"top": (3, 48, 64), "wrist": (3, 40, 40)}, state=6, action=5)
+    folder = save_smolvla(tmp_path / "smolvla", vlm, {"top": (3, 48, 64), "wrist": (3, 40, 40)}, state=6, action=5,
+                          n_action_steps=5)  # LeRobot plays 5 of each chunk of 8: the graph returns those
     run = run_cli(f"policy.path={folder}", "format=onnx", "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     package = tmp_path / "job"
@@ -194,7 +199,7 @@ def test_smolvla_runs_in_physicalais_robot_loop_with_a_task(tmp_path: Path) -> N
     robot = TestRobot(state_stream(6))
     drawn: list[np.ndarray] = []
     sent = drive(package, robot, {name: TestCamera(robot, frames[name]) for name in frames}, task, drawn)
-    chunk = 8
+    chunk = 5
     assert len(drawn) == TICKS // chunk
 
     def observation(tick: int) -> dict[str, Any]:
@@ -203,3 +208,27 @@ def test_smolvla_runs_in_physicalais_robot_loop_with_a_task(tmp_path: Path) -> N
 
     expected = lerobot_actions(folder, observation, lambda tick: torch.from_numpy(drawn[tick // chunk]))
     assert_same_actions(sent, expected, fp32_bound(package))
+
+
+def test_act_with_temporal_ensembling_exports_with_a_one_line_warning(tmp_path: Path) -> None:
+    """LeRobot blends every tick's chunk; physicalai's queue does not: the export says so (the chunk is verified)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.act.modeling_act import ACTPolicy
+
+    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE,)),
+              "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 64, 80))}
+    folder = save_policy(ACTPolicy, small_act(inputs, {"action": PolicyFeature(type=FeatureType.ACTION,
+                                                                                 shape=(ACTION,))},
+                                              n_action_steps=1, temporal_ensemble_coeff=0.01),
+                         tmp_path / "act", dataset_stats())
+    run = run_cli(f"policy.path={folder}", "format=onnx", "format.opset_version=17", "format.latency=false",
+                  "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    warning = [line for line in run.stdout.splitlines() if "temporal_ensemble_coeff" in line]
+    assert warning == ["[package] ! ACT trained with temporal_ensemble_coeff=0.01: LeRobot's select_action runs the "
+                       "model every tick and blends the overlapping chunks; physicalai plays each chunk from its "
+                       "queue, so the robot's actions differ from LeRobot's select_action (the chunk itself is "
+                       "verified)"], run.stdout
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert "temporal_ensemble_coeff=0.01" in manifest["getiaction"]["play_warning"]
+    assert manifest["getiaction"]["outputs"][0]["shape"][1:] == [8, ACTION]  # the whole chunk: LeRobot blends it

@@ -330,6 +330,7 @@ def manifest_section(
         "backends": backends,
         "robot_loop": drivability(graph.inputs, task=_task_inputs(state)),
         "input_names": _input_names(built.module),
+        "play_warning": getattr(built.module, "play_warning", None),
         "task": task_section(state),
         "noise": noise_section(state),
     }

@@ -14,7 +14,9 @@ step holds the dataset stats). It is loaded with LeRobot's own loaders, and beco
   post-processor on the same raw observations. A lost or wrong normalization therefore fails
   the parity gate; it is not compared with itself.
 
-Inference steps: ACT gives its whole action chunk ``(B, chunk_size, A)`` (deterministic in eval).
+Inference steps: ACT gives the actions LeRobot's ``select_action`` plays of its chunk, ``(B, n_action_steps,
+A)`` (the whole chunk when trained with temporal ensembling, with a warning: LeRobot blends chunks every tick,
+which physicalai's queue does not; deterministic in eval).
 Diffusion gives ``(B, n_action_steps, A)`` from its full denoising loop; its observations carry
 the history axis ``(B, n_obs_steps, ...)``; the start noise is fixed by ``noise_seed`` (stored in
 the graph, the same for every batch row), and the scheduler must be deterministic (DDIM): DDPM
@@ -85,12 +87,31 @@ def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noi
     normalizer = normalizer_step(pre, "policy_preprocessor")
     unnormalizer = normalizer_step(post, "policy_postprocessor")
     if kind == "act":
-        step: nn.Module = ACTStep(policy)
-        reference = LeRobotInference(pre, post, policy.predict_action_chunk)
+        rows = played_rows(policy.config)
+        step: nn.Module = ACTStep(policy, rows)
+        reference = LeRobotInference(pre, post, lambda observation: policy.predict_action_chunk(observation)[:, :rows])
     else:  # LeRobot's predict_action_chunk stacks its history queues and calls generate_actions, as this does
         reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed))
         step = DiffusionStep(_traceable_copy(policy), noise_seed)
-    return LeRobotExport(policy, step, Stats(normalizer), Stats(unnormalizer), reference)
+    module = LeRobotExport(policy, step, Stats(normalizer), Stats(unnormalizer), reference)
+    coeff = getattr(policy.config, "temporal_ensemble_coeff", None)
+    if kind == "act" and coeff is not None:
+        module.play_warning = (
+            f"ACT trained with temporal_ensemble_coeff={coeff}: LeRobot's select_action runs the model every tick "
+            "and blends the overlapping chunks; physicalai plays each chunk from its queue, so the robot's actions "
+            "differ from LeRobot's select_action (the chunk itself is verified)")
+    return module
+
+
+def played_rows(config: Any) -> int:
+    """How many actions of a chunk LeRobot's ``select_action`` plays before it runs the model again.
+
+    ``n_action_steps`` (the graph returns those, so physicalai's queue plays what LeRobot plays); with
+    temporal ensembling LeRobot blends every tick's whole chunk, so the graph keeps it all.
+    """
+    if getattr(config, "temporal_ensemble_coeff", None) is not None:
+        return int(config.chunk_size)
+    return int(min(config.n_action_steps, config.chunk_size))
 
 
 def _policy_type(folder: Path) -> str:
@@ -128,17 +149,18 @@ def _load(folder: Path, noise_scheduler: str | None) -> tuple[Any, Any, Any]:
 
 
 class ACTStep(nn.Module):
-    """ACT's inference step on normalized inputs: the whole action chunk (its VAE latent is zero in eval)."""
+    """ACT's inference step on normalized inputs: the actions LeRobot plays of the chunk (its VAE latent is zero in
+    eval): the first ``rows`` (``n_action_steps``) of ``predict_action_chunk``."""
 
-    def __init__(self, policy: Any) -> None:
+    def __init__(self, policy: Any, rows: int) -> None:
         super().__init__()
-        self.policy = policy
+        self.policy, self.rows = policy, rows
         self.cameras = list(policy.config.image_features)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.cameras:
             batch = {**batch, "observation.images": [batch[key] for key in self.cameras]}  # type: ignore[dict-item]
-        return self.policy.model(batch)[0]
+        return self.policy.model(batch)[0][:, : self.rows]
 
 
 class DiffusionStep(nn.Module):
@@ -197,6 +219,9 @@ def _traceable_copy(policy: Any) -> Any:
 
 class LeRobotExport(nn.Module):
     """What is exported: normalize the raw observation, run the inference step, un-normalize the action."""
+
+    play_warning: str | None = None
+    """Where a robot playing the package's chunks differs from LeRobot's ``select_action`` (manifest, ``!`` line)."""
 
     def __init__(self, policy: Any, step: nn.Module, normalize: Stats, unnormalize: Stats,
                  reference: LeRobotInference) -> None:

@@ -289,6 +289,7 @@ class SmolVLAExport(nn.Module):
         self.cameras = cameras(config)
         self.noise_shape = (int(config.chunk_size), int(config.max_action_dim))
         self.action_size = int(config.action_feature.shape[0])
+        self.rows = reference.rows
         self.token_length = reference.token_length
         self.input_shapes = {STATE: tuple(config.robot_state_feature.shape),
                              **{key: tuple(config.image_features[key].shape) for key in self.cameras}}
@@ -301,7 +302,7 @@ class SmolVLAExport(nn.Module):
         size = state.shape[0]
         noise = batch[NOISE] if self.noise_mode == "input" else torch.randn(size, *self.noise_shape)
         actions = self.step(images, image_masks, batch[TOKENS], batch[TOKEN_MASK], state, noise)
-        action = self.unnormalize("action", actions[:, :, : self.action_size], inverse=True)
+        action = self.unnormalize("action", actions[:, : self.rows, : self.action_size], inverse=True)
         return action if self.noise_mode == "input" else {"action": action, NOISE: noise}
 
     def package_extras(self, folder: Path) -> dict[str, Any]:
@@ -355,6 +356,8 @@ class SmolVLAInference(nn.Module):
         config = policy.config
         self.features = [STATE, *cameras(config)]
         self.noise_shape = (int(config.chunk_size), int(config.max_action_dim))
+        self.rows = int(min(config.n_action_steps, config.chunk_size))
+        """The actions LeRobot's select_action plays of a chunk (``n_action_steps``): what the graph returns."""
         self.conditioned_on = {NOISE: NOISE} if noise == "graph" else {}
 
     def tokenize(self, tasks: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -392,7 +395,7 @@ class SmolVLAInference(nn.Module):
             processed = pre(observation)
             inputs = {k: v for k, v in processed.items() if isinstance(v, torch.Tensor) and k != "action"}
             self.policy.reset()
-            return self.post(self.policy.predict_action_chunk(inputs, noise=noise))
+            return self.post(self.policy.predict_action_chunk(inputs, noise=noise)[:, : self.rows])
 
 
 # --- The task's tokenizer in the package (issue 21, item 3) ----------------------------------------------------------

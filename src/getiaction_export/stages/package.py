@@ -54,6 +54,9 @@ def write_package(state: JobState, outcome: FormatOutcome, echo: Callable[[str],
     if outcome.name == "openvino" and loaded.get("precision", "f32") != "f32":
         echo(f"[package] ! {loaded['call']} computes in {loaded['precision']} on this CPU (OpenVINO's default where "
              f"the CPU has bfloat16), not the f32 the parity gate verified; for f32: {F32_CALL}")
+    play = manifest[SECTION].get("play_warning")
+    if first and play:
+        echo(f"[package] ! {play}")
     task = manifest[SECTION].get("task")
     if first and task:
         check = task.get("check") or {}
