@@ -179,6 +179,8 @@ class Rollout:
     """Outputs the policy draws itself -> the reference input they are given (``conditioned_on``)."""
     outputs: list[str] = field(default_factory=lambda: ["action"])
     """The policy's outputs in the order its runners return them (to find what it drew)."""
+    history: int = 0
+    """Observations the policy reads on axis 1 (LeRobot Diffusion's ``n_obs_steps``; 0: none)."""
 
 
 @dataclass

@@ -59,15 +59,20 @@ def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_pat
     assert moved[0] != moved[-1]  # the agent was driven somewhere
 
 
-def test_a_lerobot_policy_with_an_observation_history_is_refused_before_export(tmp_path: Path) -> None:
-    """Diffusion keeps (B, n_obs_steps, ...): PushT's adapter hands over one step, so the shapes differ."""
+def test_a_lerobot_diffusion_with_an_observation_history_rolls_out_like_lerobot(tmp_path: Path) -> None:
+    """Diffusion reads the last 2 observations (``n_obs_steps``): the rollout keeps them per episode (the first
+    repeated, as LeRobot's queues do) for PyTorch and the package alike; the manifest names the history source."""
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
     config = small_diffusion(*pusht_features(), noise_scheduler_type="DDIM")
     folder = save_policy(DiffusionPolicy, config, tmp_path / "diffusion", pusht_stats())
-    run = run_cli(f"policy.path={folder}", "rollout=pusht", "hydra.run.dir=job", cwd=tmp_path)
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert run.stderr.strip().splitlines()[-1].startswith(
-        "[rollout] ✗ rollout=pusht: the policy does not fit pusht: state (B, 2, 2) vs (B, 2); "
-        "images (B, 2, 3, 96, 96) vs (B, 3, 96, 96)")
-    assert not list((tmp_path / "job").glob("*.onnx"))
+    run = run_cli(f"policy.path={folder}", "rollout=pusht", "rollout.episodes=1", "rollout.steps=24",
+                  "format.opset_version=17", "format.latency=false", "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "job" / "result.json").read_text())
+    record = result["rollout"]["formats"]["onnx"]
+    assert record["passed"] and record["max_state_gap"] < 0.01, record
+    assert record["episodes"][0]["steps"] == {"torch": 24, "artifact": 24}
+    history = json.loads((tmp_path / "job" / "manifest.json").read_text())["getiaction"]["history"]
+    assert history["n_obs_steps"] == 2 and history["action_source"].endswith("robot_loop.HistorySource")
+    assert set(history["inputs"]) == {"state", "images"}

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.physicalai import precision as machine_precision
+from getiaction_export.physicalai.history import HISTORY_SOURCE, history_of
 from getiaction_export.physicalai.precision import F32_CALL, OPENVINO_F32, default_call
 from getiaction_export.physicalai.reference_set import figures_at_export
 
@@ -203,13 +204,20 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> Path:
     return path
 
 
-def drivability(inputs: Sequence[Mapping[str, Any]], task: Sequence[str] = ()) -> dict[str, Any]:
+def drivability(inputs: Sequence[Mapping[str, Any]], task: Sequence[str] = (), history: int = 0) -> dict[str, Any]:
     """How physicalai's robot loop (``state`` float32 (1, D), camera frames (1, H, W, 3) uint8) feeds this graph.
 
     ``task``: the graph inputs the package's tokenizer writes from the loop's ``task`` (fed when the
-    loop has a task set). ``ok`` is False when the loop would not find an input under the key it
-    feeds, with ``reason``.
+    loop has a task set). ``history``: the observations the inputs carry on axis 1 (fed by
+    :data:`~.history.HISTORY_SOURCE`). ``ok`` is False when the loop would not find an input under the
+    key it feeds, with ``reason``.
     """
+    if history:  # (B, n, ...) inputs: the history source stacks what the loop feeds under the same names
+        flat = [{**spec, "shape": [spec["shape"][0], *spec["shape"][2:]]} if str(spec["name"]) == "state"
+                or str(spec["name"]).startswith(IMAGES) else spec for spec in inputs]
+        stacked = drivability(flat, task)
+        stacked["feeds"]["history"] = f"{HISTORY_SOURCE} keeps the last {history} observations"
+        return stacked
     images = [str(s["name"]) for s in inputs if is_image_input(s)]
     keys = robot_loop_keys(images) if images else {}
     fed = {"state", *keys.values(), *task}
@@ -328,7 +336,8 @@ def manifest_section(
         "default_backend": default,
         "default_backend_reason": why_default,
         "backends": backends,
-        "robot_loop": drivability(graph.inputs, task=_task_inputs(state)),
+        "robot_loop": drivability(graph.inputs, task=_task_inputs(state), history=_history(state)),
+        "history": history_of(graph.inputs, _history(state)),
         "input_names": _input_names(built.module),
         "play_warning": getattr(built.module, "play_warning", None),
         "task": task_section(state),
@@ -355,6 +364,12 @@ def _input_names(module: Any) -> dict[str, Any] | None:
     physicalai's robot loop feeds: :mod:`getiaction_export.sources.robot_names`)."""
     names = getattr(module, "lerobot_input_names", None)
     return {"from_lerobot": dict(names), "fed_by": "physicalai's robot loop (PolicySource)"} if names else None
+
+
+def _history(state: JobState) -> int:
+    """How many observations the graph's inputs carry on axis 1 (0: none; LeRobot Diffusion's ``n_obs_steps``)."""
+    module = state.built.module if state.built else None
+    return int(getattr(module, "history", 0) or 0)
 
 
 def _task_inputs(state: JobState) -> list[str]:

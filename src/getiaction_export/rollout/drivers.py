@@ -153,3 +153,28 @@ class PackageDriver:
         if self.task is not None:
             feed["task"] = [self.task]
         return np.asarray(self.model.select_action(feed), dtype=np.float32).reshape(-1)
+
+
+class HistoryDriver:
+    """A driver fed the last ``steps`` observations of ``keys`` (stacked on axis 1, the first of an episode repeated:
+    :class:`~getiaction_export.physicalai.history.ObservationHistory`), for a policy with an observation history."""
+
+    def __init__(self, driver: Any, steps: int, keys: Collection[str]) -> None:
+        from getiaction_export.physicalai.history import ObservationHistory
+
+        self.driver, self.history = driver, ObservationHistory(steps, list(keys))
+
+    @property
+    def runs(self) -> int:
+        return int(getattr(self.driver, "runs", 0))
+
+    @property
+    def drawn(self) -> Any:
+        return getattr(self.driver, "drawn", [])
+
+    def reset(self) -> None:
+        self.history.reset()
+        self.driver.reset()
+
+    def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.driver.select_action(self.history(observation)))

@@ -31,7 +31,7 @@ from getiaction_export.console import progress_bar
 from getiaction_export.errors import first_line
 from getiaction_export.physicalai.manifest import PACKAGE_FORMATS, is_image_input
 from getiaction_export.rollout.adapter import IMAGES, adapter_class, bind_inputs, fit_problems
-from getiaction_export.rollout.drivers import PackageDriver, QueueDriver, ReplayDriver
+from getiaction_export.rollout.drivers import HistoryDriver, PackageDriver, QueueDriver, ReplayDriver
 from getiaction_export.rollout.episodes import Run, compare, run_episode
 from getiaction_export.state import FormatOutcome, JobState, Rollout
 
@@ -50,7 +50,9 @@ def fit_task(state: JobState) -> str:
     action = torch_runner(built.module, built.call_style)(sample)[0].shape
     from_task = tuple(getattr(built.module, "task_input_names", ()))
     _check_task(rollout.name, rollout.task, from_task, sample)
-    inputs = {name: list(tensor.shape) for name, tensor in sample.items() if name not in from_task}
+    steps = int(getattr(built.module, "history", 0) or 0)  # (B, n_obs_steps, ...): the loop feeds one step a tick
+    inputs = {name: [int(tensor.shape[0]), *tensor.shape[1 + bool(steps):]] for name, tensor in sample.items()
+              if name not in from_task}
     fixed = [(name, shape) for name, shape in inputs.items() if shape and shape[0] != 1]
     if fixed and getattr(state.config.format, "dynamic_batch", True) is False:
         name, shape = fixed[0]
@@ -72,7 +74,7 @@ def fit_task(state: JobState) -> str:
     tokens = dict(built.module.task_inputs([rollout.task])) if from_task else {}  # type: ignore[operator]
     drawn = dict(getattr(built.reference or built.module, "conditioned_on", None) or {})
     state.rollout = Rollout(adapter, binding, cameras, task=rollout.task, task_inputs=tokens, drawn=drawn,
-                            outputs=_output_names(built, sample) if drawn else ["action"])
+                            outputs=_output_names(built, sample) if drawn else ["action"], history=steps)
     fed = ", ".join(f"{key} -> {name}" for name, key in binding.items())
     return fed + (f", task {rollout.task!r} -> {', '.join(from_task)}" if from_task else "")
 
@@ -213,6 +215,8 @@ def _replayed(state: JobState, task: Rollout, drawn: list[list[dict[str, Any]]],
 
 def _episodes(state: JobState, task: Rollout, driver: Any, label: str) -> list[Run]:
     config = state.config.rollout
+    if task.history:  # the policy reads the last n observations: kept per episode, as LeRobot's queues keep them
+        driver = HistoryDriver(driver, task.history, list(task.binding))
     env = task.adapter.make_env()
     try:
         with progress_bar(label, config.episodes * config.steps) as advance:
