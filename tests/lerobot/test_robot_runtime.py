@@ -85,8 +85,9 @@ def frame_stream(height: int, width: int, seed: int) -> Callable[[int], np.ndarr
 
 
 def drive(package: Path, robot: TestRobot, cameras: dict[str, TestCamera], task: str | None = None,
-          drawn: list[np.ndarray] | None = None) -> list[np.ndarray]:
-    """``TICKS`` ticks of physicalai's RobotRuntime on the package (``drawn``: each model run's ``noise``)."""
+          drawn: list[np.ndarray] | None = None, source_class: Any = None) -> list[np.ndarray]:
+    """``TICKS`` ticks of physicalai's RobotRuntime on the package (``drawn``: each model run's ``noise``;
+    ``source_class``: the action source, physicalai's ``PolicySource`` by default)."""
     from physicalai.inference import InferenceModel
     from physicalai.runtime import ChunkedActionQueue, PolicySource, ReplaceSmoother, RobotRuntime, SyncExecution
 
@@ -100,8 +101,8 @@ def drive(package: Path, robot: TestRobot, cameras: dict[str, TestCamera], task:
             return outputs
 
         model.runner.run = watched
-    source = PolicySource(model, execution=SyncExecution(request_threshold=0.0),
-                          action_queue=ChunkedActionQueue(ReplaceSmoother()), task=task)
+    source = (source_class or PolicySource)(model, execution=SyncExecution(request_threshold=0.0),
+                                            action_queue=ChunkedActionQueue(ReplaceSmoother()), task=task)
     budget = types.SimpleNamespace(is_set=lambda: len(robot.sent) >= TICKS)
     runtime = RobotRuntime(robot=robot, action_source=source, fps=1e6, cameras=cameras)
     with runtime:
@@ -232,3 +233,33 @@ def test_act_with_temporal_ensembling_exports_with_a_one_line_warning(tmp_path: 
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
     assert "temporal_ensemble_coeff=0.01" in manifest["getiaction"]["play_warning"]
     assert manifest["getiaction"]["outputs"][0]["shape"][1:] == [8, ACTION]  # the whole chunk: LeRobot blends it
+
+
+def test_diffusion_with_an_observation_history_runs_in_the_loop_through_history_source(tmp_path: Path) -> None:
+    """Diffusion (n_obs_steps 2, n_action_steps 4 of horizon 8, DDIM): HistorySource keeps the last 2 observations
+    of every tick (the first of the episode repeated); each action sent = LeRobot's select_action, whose queues keep
+    the same history, given the start noise the graph holds (policy.noise_seed 0)."""
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    from getiaction_export.physicalai.robot_loop import HistorySource
+    from tests.lerobot.conftest import small_diffusion
+    from tests.lerobot.test_lerobot_rollout import pusht_features, pusht_stats
+
+    config = small_diffusion(*pusht_features(), noise_scheduler_type="DDIM")
+    folder = save_policy(DiffusionPolicy, config, tmp_path / "diffusion", pusht_stats())
+    run = run_cli(f"policy.path={folder}", "format=onnx", "format.opset_version=17", "format.latency=false",
+                  "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    package = tmp_path / "job"
+    section = json.loads((package / "manifest.json").read_text())["getiaction"]
+    assert section["robot_loop"]["ok"] and section["history"]["n_obs_steps"] == 2, section["robot_loop"]
+    frames = frame_stream(96, 96, 0)
+    robot = TestRobot(lambda tick: (256 + 100 * np.sin(0.05 * tick + np.arange(2))).astype(np.float32))
+    sent = drive(package, robot, {"top": TestCamera(robot, frames)}, source_class=HistorySource)
+    noise = torch.randn((1, 8, 2), generator=torch.Generator().manual_seed(0))
+
+    def observation(tick: int) -> dict[str, Any]:
+        return {"observation.state": torch.from_numpy(robot.states(tick))[None],
+                "observation.images.top": as_float(frames(tick))}
+
+    assert_same_actions(sent, lerobot_actions(folder, observation, lambda tick: noise), fp32_bound(package))
