@@ -28,6 +28,7 @@ Needs LeRobot (``pip install 'getiaction-export[lerobot]'``; tested with lerobot
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,11 +80,7 @@ def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noi
         raise ConfigError(f"policy.{'noise' if noise != 'graph' else 'vlm_path'}: a SmolVLA option; this folder's "
                           f"policy is {kind}")
     policy, pre, post = _load(folder, noise_scheduler)
-    if kind == "diffusion" and policy.config.noise_scheduler_type not in NOISE_SCHEDULERS:
-        raise ConfigError(
-            f"policy.path: this diffusion policy samples with {policy.config.noise_scheduler_type}, which draws new "
-            "noise at every denoising step (no exported graph can match it); add policy.noise_scheduler=DDIM"
-        )
+    draws = kind == "diffusion" and policy.config.noise_scheduler_type not in NOISE_SCHEDULERS  # DDPM, as trained
     normalizer = normalizer_step(pre, "policy_preprocessor")
     unnormalizer = normalizer_step(post, "policy_postprocessor")
     if kind == "act":
@@ -91,8 +88,11 @@ def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noi
         step: nn.Module = ACTStep(policy, rows)
         reference = LeRobotInference(pre, post, lambda observation: policy.predict_action_chunk(observation)[:, :rows])
     else:  # LeRobot's predict_action_chunk stacks its history queues and calls generate_actions, as this does
-        reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed))
-        step = DiffusionStep(_traceable_copy(policy), noise_seed)
+        reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed, draws))
+        step = DiffusionStep(_traceable_copy(policy), noise_seed, draws)
+        step.training_free_draw = True  # the graph draws DDPM's step noise afresh every call
+        if draws:
+            reference.conditioned_on = {STEP_NOISE: STEP_NOISE}
     module = LeRobotExport(policy, step, Stats(normalizer), Stats(unnormalizer), reference)
     coeff = getattr(policy.config, "temporal_ensemble_coeff", None)
     if kind == "act" and coeff is not None:
@@ -164,9 +164,16 @@ class ACTStep(nn.Module):
 
 
 class DiffusionStep(nn.Module):
-    """Diffusion's denoising loop on normalized inputs ``(B, n_obs_steps, ...)`` from a fixed start noise."""
+    """Diffusion's denoising loop on normalized inputs ``(B, n_obs_steps, ...)`` from a fixed start noise.
 
-    def __init__(self, policy: Any, noise_seed: int) -> None:
+    A DDPM sampler adds fresh noise at every step but the last (diffusers' ``DDPMScheduler.step``):
+    ``draws`` makes that noise a tensor :data:`STEP_NOISE` ``(B, steps, horizon, A)``, drawn in the
+    graph (``torch.randn``) and returned beside the action, or given (``batch[STEP_NOISE]``, the
+    reference conditioned on what the graph drew; without it a seeded draw, the same in float32 and
+    float64). Each step takes its slice in order, through diffusers' own step code.
+    """
+
+    def __init__(self, policy: Any, noise_seed: int, draws: bool = False) -> None:
         super().__init__()
         self.policy = policy
         self.cameras = list(policy.config.image_features)
@@ -174,14 +181,65 @@ class DiffusionStep(nn.Module):
         generator = torch.Generator().manual_seed(noise_seed)
         self.register_buffer("noise", torch.randn((1, config.horizon, config.action_feature.shape[0]),
                                                   generator=generator))
+        self.draws = draws
+        self.step_shape = (noisy_steps(policy), int(config.horizon), int(config.action_feature.shape[0]))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
         batch = dict(batch)
+        given = batch.pop(STEP_NOISE, None)
         if self.cameras:
             batch["observation.images"] = torch.stack([batch[key] for key in self.cameras], dim=-4)
         size = batch["observation.state"].shape[0]
         noise: torch.Tensor = self.noise  # type: ignore[assignment]
-        return self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
+        if not self.draws:
+            return self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
+        if given is None:
+            given = torch.randn(size, *self.step_shape) if self.training_free_draw else self._seeded(size)
+        with step_noise_from(given):
+            action = self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
+        return {"action": action, STEP_NOISE: given}
+
+    training_free_draw = False
+    """True in the exported graph (a fresh draw per call), False in the reference (a seeded one)."""
+
+    def _seeded(self, size: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(REFERENCE_STEP_NOISE_SEED)
+        noise: torch.Tensor = self.noise  # type: ignore[assignment]
+        return torch.randn((size, *self.step_shape), generator=generator).to(noise.dtype)
+
+
+STEP_NOISE = "step_noise"
+"""DDPM's per-step noise: a graph output (what it drew) and the reference's input (what it is run on)."""
+REFERENCE_STEP_NOISE_SEED = 0
+
+
+def noisy_steps(policy: Any) -> int:
+    """How many of the sampler's steps add noise (DDPM: every timestep but ``t = 0``; DDIM: none)."""
+    diffusion = policy.diffusion
+    scheduler = diffusion.noise_scheduler
+    if type(scheduler).__name__ != "DDPMScheduler":
+        return 0
+    scheduler.set_timesteps(diffusion.num_inference_steps)
+    return int(sum(int(t) > 0 for t in scheduler.timesteps))
+
+
+@contextlib.contextmanager
+def step_noise_from(noise: torch.Tensor) -> Any:
+    """diffusers' DDPM step draws ``noise[:, k]`` at its k-th noisy step instead of a ``randn_tensor``."""
+    from diffusers.schedulers import scheduling_ddpm
+
+    original = scheduling_ddpm.randn_tensor
+    calls = iter(range(noise.shape[1]))
+
+    def take(shape: Any, **_: Any) -> torch.Tensor:
+        index = next(calls)
+        return noise[:, index].reshape(shape).to(_.get("dtype") or noise.dtype)
+
+    scheduling_ddpm.randn_tensor = take
+    try:
+        yield
+    finally:
+        scheduling_ddpm.randn_tensor = original
 
 
 class StaticCenterCrop(nn.Module):
@@ -234,9 +292,12 @@ class LeRobotExport(nn.Module):
         # the gate compares the graph with LeRobot's own pipeline, not with this module (see module doc)
         object.__setattr__(self, "parity_reference", reference)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
         normalized = {key: self.normalize(key, value) for key, value in batch.items()}
-        return self.unnormalize("action", self.step(normalized), inverse=True)
+        out = self.step(normalized)
+        if isinstance(out, dict):  # DDPM: the action and the step noise the graph drew
+            return {**out, "action": self.unnormalize("action", out["action"], inverse=True)}
+        return self.unnormalize("action", out, inverse=True)
 
     @property
     def sample_input(self) -> dict[str, torch.Tensor]:
@@ -254,13 +315,21 @@ class LeRobotExport(nn.Module):
 class LeRobotInference(nn.Module):
     """LeRobot's own inference on a raw observation batch: its pre-processor → ``infer`` → its post-processor."""
 
+    conditioned_on: dict[str, str]
+    """Graph output -> reference input (DDPM's step noise): :func:`getiaction_export.parity.runtimes.conditioned`."""
+
     def __init__(self, pre: Any, post: Any, infer: Any) -> None:
         super().__init__()
         self.pre, self.post = pre, post
         self.infer: Any = infer
+        self.conditioned_on = {}
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> Any:
+        given = {name: batch[name] for name in self.conditioned_on.values() if name in batch}
         with torch.no_grad():
-            processed = self.pre(dict(batch))
+            processed = self.pre({k: v for k, v in batch.items() if k not in given})
             observation = {k: v for k, v in processed.items() if isinstance(v, torch.Tensor) and k != "action"}
-            return self.post(self.infer(observation))
+            out = self.infer({**observation, **given})
+            if isinstance(out, dict):
+                return {**out, "action": self.post(out["action"])}
+            return self.post(out)
