@@ -90,7 +90,7 @@ def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noi
     else:  # LeRobot's predict_action_chunk stacks its history queues and calls generate_actions, as this does
         reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed, draws))
         step = DiffusionStep(_traceable_copy(policy), noise_seed, draws)
-        step.training_free_draw = True  # the graph draws DDPM's step noise afresh every call
+        step.fresh_draws = True  # the graph draws DDPM's step noise afresh every call
         if draws:
             reference.conditioned_on = {STEP_NOISE: STEP_NOISE}
     module = LeRobotExport(policy, step, Stats(normalizer), Stats(unnormalizer), reference)
@@ -194,18 +194,19 @@ class DiffusionStep(nn.Module):
         if not self.draws:
             return self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
         if given is None:
-            given = torch.randn(size, *self.step_shape) if self.training_free_draw else self._seeded(size)
+            given = torch.randn(size, *self.step_shape) if self.fresh_draws else self._seeded(size)
         with step_noise_from(given):
             action = self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
         return {"action": action, STEP_NOISE: given}
 
-    training_free_draw = False
+    fresh_draws = False
     """True in the exported graph (a fresh draw per call), False in the reference (a seeded one)."""
 
     def _seeded(self, size: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(REFERENCE_STEP_NOISE_SEED)
         noise: torch.Tensor = self.noise  # type: ignore[assignment]
-        return torch.randn((size, *self.step_shape), generator=generator).to(noise.dtype)
+        # drawn in float32 whatever the default dtype: the float64 run (fp32 bound) must get the same numbers
+        return torch.randn((size, *self.step_shape), generator=generator, dtype=torch.float32).to(noise.dtype)
 
 
 STEP_NOISE = "step_noise"
