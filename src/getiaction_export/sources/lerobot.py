@@ -203,10 +203,13 @@ class DiffusionStep(nn.Module):
     """True in the exported graph (a fresh draw per call), False in the reference (a seeded one)."""
 
     def _seeded(self, size: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(REFERENCE_STEP_NOISE_SEED)
+        import numpy as np
+
         noise: torch.Tensor = self.noise  # type: ignore[assignment]
-        # drawn in float32 whatever the default dtype: the float64 run (fp32 bound) must get the same numbers
-        return torch.randn((size, *self.step_shape), generator=generator, dtype=torch.float32).to(noise.dtype)
+        # numpy's float32 draw: the float64 run (the fp32 bound's) runs with torch's float32 requests made float64
+        draw = np.random.default_rng(REFERENCE_STEP_NOISE_SEED).standard_normal((size, *self.step_shape),
+                                                                                dtype=np.float32)
+        return torch.from_numpy(draw).to(noise.dtype)
 
 
 STEP_NOISE = "step_noise"
