@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -48,17 +49,46 @@ def test_the_gate_compares_with_lerobots_own_normalization(act_folder: Path) -> 
     assert lost > 0.1, lost  # ... is far outside the gate's 1e-5
 
 
-def test_diffusion_trained_with_ddpm_is_refused_then_sampled_with_ddim(diffusion_folder: Path, tmp_path: Path) -> None:
-    refused = run_cli(f"policy.path={diffusion_folder}", "hydra.run.dir=refused", cwd=tmp_path)
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    lines = [line for line in refused.stderr.splitlines() if "✗" in line]
-    assert lines and "DDPM" in lines[-1] and "policy.noise_scheduler=DDIM" in lines[-1]
-    assert "rejected its arguments" not in lines[-1]
+def test_diffusion_trained_with_ddpm_exports_with_its_own_sampler(diffusion_folder: Path, tmp_path: Path) -> None:
+    """DDPM as trained: the graph draws each noisy step's noise (RandomNormalLike) and returns it as step_noise;
+    the package's action = LeRobot's own inference (pre -> predict_action_chunk -> post) given those noises.
+    policy.noise_scheduler=DDIM stays an option (a deterministic graph)."""
+    from physicalai.inference import InferenceModel
+
+    from getiaction_export.sources.lerobot import STEP_NOISE, step_noise_from
+    from getiaction_export.sources.lerobot_folder import load_folder
+
+    run = run_cli(f"policy.path={diffusion_folder}", "format=onnx", "format.opset_version=17",
+                  "format.latency=false", "hydra.run.dir=ddpm", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "ddpm" / "result.json").read_text())
+    assert result["parity"]["action"]["passed"] and result["parity"][STEP_NOISE]["passed"], result["parity"]
+    assert [o["name"] for o in result["onnx"]["outputs"]] == ["action", STEP_NOISE]
+    assert result["onnx"]["outputs"][1]["shape"][1:] == [4, 8, 6]  # 5 DDPM steps, 4 add noise: (steps, horizon, A)
+    graph = onnx.load(str(tmp_path / "ddpm" / "diffusion.onnx")).graph
+    assert [n.op_type for n in graph.node if n.op_type.startswith("Random")] == ["RandomNormalLike"]
+    policy, pre, post = load_folder(diffusion_folder)
+    model = InferenceModel(tmp_path / "ddpm")
+    generator = torch.Generator().manual_seed(3)
+    state, image = torch.rand((1, 2, 6), generator=generator) * 4 - 2, torch.rand((1, 2, 3, 96, 96), generator=generator)
+    drawn = []
+    for _ in range(2):
+        out = model({"state": state.numpy(), "images": image.numpy()})
+        drawn.append(out[STEP_NOISE])
+        start = torch.randn((1, 8, 6), generator=torch.Generator().manual_seed(0))  # policy.noise_seed 0
+        processed = pre({"observation.state": state, "observation.images.top": image})
+        batch = {k: v for k, v in processed.items() if isinstance(v, torch.Tensor)}
+        batch["observation.images"] = batch["observation.images.top"].unsqueeze(-4)
+        with torch.no_grad(), step_noise_from(torch.from_numpy(out[STEP_NOISE])):
+            expected = post(policy.diffusion.generate_actions(batch, noise=start))
+        assert float((expected - torch.from_numpy(out["action"])).abs().max()) < 5e-3  # scale 10, fp32 bound
+    assert np.abs(drawn[0] - drawn[1]).min() > 0  # fresh noise every call
     run = run_cli(f"policy.path={diffusion_folder}", "policy.noise_scheduler=DDIM", "format.opset_version=17",
                   "format.latency=false", "hydra.run.dir=ddim", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "ddim" / "result.json").read_text())
     assert result["input_sample"]["state"]["shape"] == [1, 2, 6]  # (batch, n_obs_steps, state)
+    assert [o["name"] for o in result["onnx"]["outputs"]] == ["action"]  # DDIM: deterministic
     assert result["onnx"]["outputs"][0]["shape"][1:] == [4, 6]  # n_action_steps actions
     assert result["parity"]["action"]["passed"]
 
