@@ -70,7 +70,8 @@ def test_diffusion_trained_with_ddpm_exports_with_its_own_sampler(diffusion_fold
     policy, pre, post = load_folder(diffusion_folder)
     model = InferenceModel(tmp_path / "ddpm")
     generator = torch.Generator().manual_seed(3)
-    state, image = torch.rand((1, 2, 6), generator=generator) * 4 - 2, torch.rand((1, 2, 3, 96, 96), generator=generator)
+    state = torch.rand((1, 2, 6), generator=generator) * 4 - 2
+    image = torch.rand((1, 2, 3, 96, 96), generator=generator)
     drawn = []
     for _ in range(2):
         out = model({"state": state.numpy(), "images": image.numpy()})
