@@ -166,7 +166,9 @@ def static_check(folder: Path) -> tuple[dict[str, Any], Report]:
                         f"files present, one model per backend")
     inputs = ((data.get(SECTION) or {}).get("inputs")) or []
     if inputs:
-        loop = drivability(inputs, ((data.get(SECTION) or {}).get("task") or {}).get("writes") or ())
+        section = data.get(SECTION) or {}
+        loop = drivability(inputs, (section.get("task") or {}).get("writes") or (),
+                           int((section.get("history") or {}).get("n_obs_steps") or 0))
         if not loop["ok"]:
             report.warnings.append(f"robot loop: {loop['reason']}")
     return data, report
