@@ -66,11 +66,13 @@ def small_diffusion(inputs: dict, outputs: dict, **overrides: object) -> object:
     """A tiny DiffusionConfig (2 observation steps, center crop 84 of 96 as in PushT) for the given features."""
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 
+    settings: dict = {"n_obs_steps": 2, "horizon": 8, "n_action_steps": 4, "drop_n_last_frames": 3,  # type: ignore[type-arg]
+                      "pretrained_backbone_weights": None, "crop_shape": (84, 84), "use_group_norm": True,
+                      "spatial_softmax_num_keypoints": 8, "down_dims": (16, 32), "kernel_size": 3, "n_groups": 4,
+                      "diffusion_step_embed_dim": 16, "num_train_timesteps": 100, "num_inference_steps": 5,
+                      **overrides}
     return DiffusionConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
-                           n_obs_steps=2, horizon=8, n_action_steps=4, drop_n_last_frames=3,
-                           pretrained_backbone_weights=None, crop_shape=(84, 84), use_group_norm=True,
-                           spatial_softmax_num_keypoints=8, down_dims=(16, 32), kernel_size=3, n_groups=4,
-                           diffusion_step_embed_dim=16, num_train_timesteps=100, num_inference_steps=5, **overrides)
+                           **settings)
 
 
 @pytest.fixture(scope="session")
