@@ -48,7 +48,9 @@ def from_config(spec: PolicySpec) -> BuiltPolicy:
         raise ConfigError(f"policy._target_: {spec.target} returned {type(module).__name__}, not a torch.nn.Module")
     # a module may name what the parity gate compares it with (a LeRobot policy's own inference)
     reference = getattr(module, "parity_reference", None)
-    return BuiltPolicy(module.eval(), class_path_of(module), "config", int(spec.seed), call_style=str(spec.call_style),
+    # a wrapper (LeRobot inputs renamed for the robot loop) names the policy it wraps
+    named = getattr(module, "wrapped", module)
+    return BuiltPolicy(module.eval(), class_path_of(named), "config", int(spec.seed), call_style=str(spec.call_style),
                        reference=reference if isinstance(reference, nn.Module) else None)
 
 

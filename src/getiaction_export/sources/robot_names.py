@@ -95,6 +95,11 @@ class RobotNamed(nn.Module):
         return self.inner(_renamed(batch, self.to_lerobot))
 
     @property
+    def wrapped(self) -> nn.Module:
+        """The module under the new names (its class names the policy in the build line and the manifest)."""
+        return self.inner
+
+    @property
     def sample_input(self) -> dict[str, torch.Tensor]:
         inner: Any = self.inner
         return _renamed(inner.sample_input, self.lerobot_input_names)
