@@ -44,7 +44,7 @@ from getiaction_export import interrupts
 from getiaction_export.config.schemas import AllFormatSchema, ExportConfig, job_formats, left_out_formats
 from getiaction_export.console import Console
 from getiaction_export.errors import INTERRUPTED, failure_of, one_line
-from getiaction_export.files import artifact_files, human_size
+from getiaction_export.files import artifact_files, human_size, staged_files
 from getiaction_export.parity.gate import batch_of
 from getiaction_export.parity.runtimes import OnnxRuntimeModel, OpenVINOModel, default_threads
 from getiaction_export.physicalai.task import extras_folder
@@ -137,7 +137,7 @@ class ExportJob:
                  identity: dict[str, Any] | None = None, job: dict[str, Any] | None = None) -> None:
         folder = Path(config.output_dir) if config.output_dir else Path(out_dir)
         stem = config.policy_name
-        formats = {name: FormatOutcome(name, schema, staged=artifact_files(folder, f".{stem}.staging", name),
+        formats = {name: FormatOutcome(name, schema, staged=staged_files(folder, stem, name),
                                        final=artifact_files(folder, stem, name))
                    for name, schema in job_formats(config.format)}
         self.state = JobState(config, folder, dict(identity or {}), package_versions(), formats, job,
@@ -354,8 +354,11 @@ class ExportJob:
 
     def _remove_scratch(self) -> None:
         scratch = self.state.scratch_files()
-        for path in [*scratch, *(p for outcome in self.state.formats.values() for p in outcome.staged)]:
+        staged = [p for outcome in self.state.formats.values() for p in outcome.staged]
+        for path in [*scratch, *staged]:
             path.unlink(missing_ok=True)
+        for folder in {path.parent for path in staged} - {self.state.out_dir}:  # ONNX's staging folder
+            shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(extras_folder(self.state), ignore_errors=True)  # a tokenizer never promoted
 
     def _html_report(self, report: dict[str, Any]) -> None:

@@ -248,9 +248,10 @@ class JobState:
         return self.out_dir / f".{self.config.policy_name}.{SCRATCH[name]}"
 
     def scratch_files(self) -> list[Path]:
-        """Every working file the job may have made (an IR's weights beside its ``.xml``)."""
+        """Every working file the job may have made (an IR's weights beside its ``.xml``, an ONNX file's data)."""
         paths = [self.scratch(name) for name in SCRATCH]
-        return paths + [path.with_suffix(".bin") for path in paths if path.suffix == ".xml"]
+        return paths + [path.with_suffix(".bin") if path.suffix == ".xml" else path.with_name(path.name + ".data")
+                        for path in paths]
 
     def promoted(self) -> list[FormatOutcome]:
         return [outcome for outcome in self.formats.values() if outcome.promoted]

@@ -64,7 +64,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     temp = Path(temp_name)
     # mkstemp makes the file private (0600); give it the mode open() would (an existing file's
     # mode, else 0666 minus the umask) so other users and deploy tools can still read it.
-    os.chmod(temp, _mode_for(final))
+    os.chmod(temp, mode_for(final))
     try:
         yield temp
         os.replace(temp, final)
@@ -72,7 +72,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         temp.unlink(missing_ok=True)
 
 
-def _mode_for(final: Path) -> int:
+def mode_for(final: Path) -> int:
     """The permission bits ``open(final, "w")`` would leave: kept if it exists, else by umask."""
     try:
         return stat.S_IMODE(final.stat().st_mode)

@@ -7,9 +7,16 @@ Guarantees, each checked on the written file rather than trusted from the reques
   higher opset is reported with the lowest opset that works);
 * inputs are exactly the sample keys the forward reads (unused keys are dropped with a warning);
 * the batch axis is dynamic unless asked otherwise, and really is symbolic in the file;
-* one self-contained file, ``onnx.checker`` full check, self-describing ``metadata_props``;
+* one self-contained file, or, from :data:`~getiaction.export.onnx_files.EXTERNAL_DATA_THRESHOLD` bytes of
+  weights (protobuf cannot hold 2 GB), the file plus one ``<name>.onnx.data`` beside it;
+  ``onnx.checker`` full check on the written file, self-describing ``metadata_props``;
 * no per-node source locations (absolute paths) in the file, so bytes don't depend on the checkout;
-* the file appears under its final name only when all of the above passed.
+* the file appears under its final name only when all of the above passed (its data file first).
+
+Memory: the exporter writes to a hidden folder beside ``path`` (the dynamo exporter streams the
+weights to a data file there), the graph is read back once, and its tensors are streamed to the
+final file; no serialised copy of the whole model is held beside the graph (see
+``benchmarks/RESULTS.md`` section 9).
 
 This module is the public face and the order of the steps; each step lives in its own module:
 :mod:`~getiaction.export.onnx_args` (the arguments), :mod:`~getiaction.export.onnx_forward`
@@ -32,6 +39,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +51,7 @@ import torch
 from torch import nn
 
 from getiaction.errors import ExportError, OpsetError, first_line
-from getiaction.export.atomic import artifact_path, atomic_write_bytes
+from getiaction.export.atomic import artifact_path
 from getiaction.export.onnx_args import (
     BATCH_AXIS_NAME,
     DynamicAxes,
@@ -55,6 +64,7 @@ from getiaction.export.onnx_args import (
     resolve_dynamic_axes,
 )
 from getiaction.export.onnx_exporters import ExportJob, trace_sample
+from getiaction.export.onnx_files import EXTERNAL_DATA_THRESHOLD, data_file, write_onnx
 from getiaction.export.onnx_forward import (
     DEFAULT_OUTPUT_NAME,
     Adapter,
@@ -88,6 +98,7 @@ __all__ = [
     "DEFAULT_OPSET",
     "DEFAULT_OUTPUT_NAME",
     "DYNAMO_LOWEST_OPSET",
+    "EXTERNAL_DATA_THRESHOLD",
     "LOWEST_OPSET",
     "TORCHSCRIPT_HIGHEST_OPSET",
     "TWO_GIGABYTES",
@@ -98,6 +109,7 @@ __all__ = [
     "OnnxExportResult",
     "TensorSpec",
     "call_with_batch",
+    "data_file",
     "describe_sample",
     "export_onnx",
     "highest_opset",
@@ -106,7 +118,7 @@ __all__ = [
 ]
 
 TWO_GIGABYTES = 2**31
-"""protobuf's limit on one message: a bigger graph needs external data, which one file cannot hold."""
+"""protobuf's limit on one message: a bigger graph is written with external data (:func:`data_file`)."""
 
 
 class NamedTensors:
@@ -151,6 +163,7 @@ def export_onnx(
     exporter: Exporter | str = Exporter.AUTO,
     call_style: CallStyle | str = CallStyle.DICT,
     metadata: Mapping[str, str] | None = None,
+    external_data: bool | None = None,
     **torch_kwargs: Any,
 ) -> OnnxExportResult:
     """Export ``model`` to one verified ONNX file at ``path`` and describe what was written.
@@ -170,6 +183,9 @@ def export_onnx(
             ``preferred_exporter`` attribute where it can write the opset, else dynamo from opset 18.
         call_style: ``dict`` (``forward(batch)``) or ``kwargs`` (``forward(**batch)``).
         metadata: extra ``metadata_props`` entries (e.g. the policy's class path and config).
+        external_data: where the weights go: ``None`` (default) in ``<path>.data`` beside the file
+            when the tensors hold :data:`~getiaction.export.onnx_files.EXTERNAL_DATA_THRESHOLD`
+            bytes or more (protobuf cannot hold 2 GB), else inside the file; ``True`` / ``False`` force it.
         **torch_kwargs: passed on to ``torch.onnx.export`` (e.g. ``do_constant_folding``).
     """
     # Every argument is checked before the (slow) forward and trace.
@@ -180,36 +196,56 @@ def export_onnx(
     check_torch_kwargs(torch_kwargs)
     path = artifact_path(path, ".onnx")
 
-    with _eval_mode(model):
+    # The exporter writes into a hidden folder beside the target (same disk; removed whatever happens).
+    with _eval_mode(model), tempfile.TemporaryDirectory(prefix=f".{path.name}.export-", dir=path.parent) as work:
         job, probe = _plan(
             model, sample, style, output_names, dynamic_batch, dynamic_axes, default_dynamic_axes, torch_kwargs
         )
-        proto, chosen, fallback = _run(job, enum_value(Exporter, exporter, "exporter"), chosen, opset)
+        proto, chosen, fallback, folder = _run(job, enum_value(Exporter, exporter, "exporter"), chosen, opset,
+                                               Path(work))
+        inputs, outputs = _read_back(proto, chosen, opset, job, sample, probe)
+        _describe(proto, chosen, opset, inputs, outputs, metadata)
+        axes = job.axes
+        del job, probe  # the traced sample and the probe's outputs
+        write_onnx(proto, path, base_dir=folder, external=external_data, check=_check_file)
+    return OnnxExportResult(path, opset, chosen.value, inputs, outputs, axes, fallback)
 
-    inputs, outputs = _read_back(proto, chosen, opset, job, sample, probe)
-    data = _serialised(proto, path, chosen, opset, inputs, outputs, metadata)
-    atomic_write_bytes(path, data)
-    return OnnxExportResult(path, opset, chosen.value, inputs, outputs, job.axes, fallback)
 
-
-def _run(job: ExportJob, asked: Exporter, chosen: Exporter, opset: int) -> tuple[onnx.ModelProto, Exporter, str | None]:
+def _run(
+    job: ExportJob, asked: Exporter, chosen: Exporter, opset: int, work: Path
+) -> tuple[onnx.ModelProto, Exporter, str | None, Path]:
     """Run the chosen exporter; with ``exporter=auto``, a dynamo failure falls back to TorchScript at the same opset.
 
     Real models trip torch.export (a diffusers scheduler's data-dependent branch) where the
     TorchScript tracer records the one path the sample takes; ``exporter=dynamo`` stays strict.
+    Returns the graph (its external tensors left in the returned folder), the exporter and why it fell back.
     """
+    first = work / "first"
     try:
-        return job.run(chosen, opset), chosen, None
+        return job.run(chosen, opset, _made(first)), chosen, None, first
     except ExportError as error:
         if asked is not Exporter.AUTO or chosen is not Exporter.DYNAMO or opset > TORCHSCRIPT_HIGHEST_OPSET:
             raise
         reason = error.one_line()
+    shutil.rmtree(first, ignore_errors=True)
+    second = work / "fallback"
     try:
-        return job.run(Exporter.TORCHSCRIPT, opset), Exporter.TORCHSCRIPT, reason
-    except ExportError as second:
-        raise ExportError(f"{reason}; the TorchScript fallback failed too: {second.one_line()}") from second
+        return job.run(Exporter.TORCHSCRIPT, opset, _made(second)), Exporter.TORCHSCRIPT, reason, second
+    except ExportError as failure:
+        raise ExportError(f"{reason}; the TorchScript fallback failed too: {failure.one_line()}") from failure
 
 
+def _made(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
+
+
+def _check_file(path: Path) -> None:
+    """``onnx.checker``'s full check on the written file (external data read from beside it)."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise ExportError(f"onnx.checker rejected the exported graph: {first_line(error)}") from error
 
 
 @contextlib.contextmanager
@@ -275,16 +311,15 @@ def _read_back(
     return inputs, outputs
 
 
-def _serialised(
+def _describe(
     proto: onnx.ModelProto,
-    path: Path,
     chosen: Exporter,
     opset: int,
     inputs: list[TensorSpec],
     outputs: list[TensorSpec],
     metadata: Mapping[str, str] | None,
-) -> bytes:
-    """The file's bytes, with self-describing ``metadata_props``, once ``onnx.checker`` accepts them."""
+) -> None:
+    """Give the graph its self-describing ``metadata_props``."""
     props = {
         "getiaction.exporter": chosen.value,
         "getiaction.opset": str(opset),
@@ -294,11 +329,3 @@ def _serialised(
         **dict(metadata or {}),
     }
     onnx.helper.set_model_props(proto, props)
-    data = proto.SerializeToString()
-    if len(data) >= TWO_GIGABYTES:
-        raise ExportError(f"{path}: the model is larger than 2 GB, which one .onnx file cannot hold")
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as error:
-        raise ExportError(f"onnx.checker rejected the exported graph: {first_line(error)}") from error
-    return data

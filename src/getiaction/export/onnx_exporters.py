@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import re
@@ -47,6 +46,8 @@ from getiaction.export.onnx_args import DynamicAxes
 from getiaction.export.options import DYNAMO_LOWEST_OPSET, TORCHSCRIPT_HIGHEST_OPSET, Exporter
 
 log = logging.getLogger(__name__)
+EXPORTED_NAME = "model.onnx"
+"""What an exporter writes in :meth:`ExportJob.run`'s folder (its external data file: ``model.onnx.data``)."""
 _CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir", "torch.export", "torch._dynamo")
 _OP_NAME = re.compile(r"operator '([^']+)'")
 _OP_SUPPORT = re.compile(r"operator '([^']+)' to ONNX opset version (\d+).*?added in version (\d+)", re.S)
@@ -75,23 +76,37 @@ class ExportJob:
     axes: DynamicAxes
     torch_kwargs: dict[str, Any]
 
-    def run(self, exporter: Exporter, opset: int) -> onnx.ModelProto:
-        """The graph ``exporter`` writes at ``opset`` (in memory; nothing is checked yet)."""
+    def run(self, exporter: Exporter, opset: int, folder: Path | None = None) -> onnx.ModelProto:
+        """The graph ``exporter`` writes at ``opset`` (nothing is checked yet).
+
+        With ``folder``, the exporter writes ``folder/model.onnx`` and the graph is read back
+        without its external tensors, which stay in ``folder`` (the dynamo exporter streams every
+        weight there, so no serialised copy of the weights is held in memory); without, a temporary
+        folder is used and the graph comes back whole.
+        """
+        if folder is None:
+            with tempfile.TemporaryDirectory(prefix="getiaction-onnx-") as temp:
+                proto = self.run(exporter, opset, Path(temp))
+                onnx.load_external_data_for_model(proto, temp)
+                return proto
+        path = Path(folder) / EXPORTED_NAME
         if exporter is Exporter.TORCHSCRIPT:
             try:
-                return self.torchscript(opset)
+                self.torchscript(opset, path)
             except torch.onnx.errors.UnsupportedOperatorError as error:
-                raise self.opset_refusal(error, opset) from error
-        return self.dynamo(opset)
+                raise self.opset_refusal(error, opset, path) from error
+        else:
+            self.dynamo(opset, path)
+        return onnx.load(str(path), load_external_data=False)
 
-    def torchscript(self, opset: int) -> onnx.ModelProto:
-        buffer = io.BytesIO()
+    def torchscript(self, opset: int, path: Path) -> None:
+        """Write the TorchScript exporter's graph to ``path`` (external data beside it only above 2 GB)."""
         with quiet(), _stdout_fd_silenced(), torch.no_grad():
             try:
                 torch.onnx.export(
                     self.adapter,
                     (self.sample, {}),  # the trailing {} keeps the dict positional instead of kwargs
-                    buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+                    str(path),
                     input_names=self.input_names,
                     output_names=self.output_names,
                     opset_version=opset,
@@ -107,9 +122,9 @@ class ExportJob:
                 raise ExportError(
                     f"torchscript exporter failed at opset {opset}: {type(error).__name__}: {first_line(error)}"
                 ) from error
-        return onnx.load_from_string(buffer.getvalue())
 
-    def dynamo(self, opset: int) -> onnx.ModelProto:
+    def dynamo(self, opset: int, path: Path) -> None:
+        """Write the dynamo exporter's graph to ``path``, every weight streamed to ``path``'s external data file."""
         dims: dict[str, Any] = {}  # one torch.export.Dim per name, so inputs sharing "batch" share it
         shapes = {
             name: {axis: dims.setdefault(dim, torch.export.Dim(dim)) for axis, dim in self.axes.get(name, {}).items()}
@@ -141,9 +156,13 @@ class ExportJob:
                 raise ExportError(f"dynamo exporter failed at opset {opset}: {dynamo_cause(error)}") from error
         if program is None:
             raise ExportError("dynamo exporter returned no program")
-        return program.model_proto
+        try:
+            program.save(str(path), external_data=True)
+        except Exception as error:
+            raise ExportError(f"dynamo exporter could not write its graph: {type(error).__name__}: "
+                              f"{first_line(error)}") from error
 
-    def opset_refusal(self, error: Exception, opset: int) -> OpsetError:
+    def opset_refusal(self, error: Exception, opset: int, path: Path) -> OpsetError:
         """Say which operator needs which opset, and find the lowest opset this model exports at."""
         match = _OP_SUPPORT.search(str(error))
         if match is None:  # no TorchScript conversion at any opset: only the dynamo exporter can help
@@ -157,7 +176,7 @@ class ExportJob:
         lowest = None
         for candidate in range(max(needed, opset + 1), TORCHSCRIPT_HIGHEST_OPSET + 1):
             try:
-                self.torchscript(candidate)
+                self.torchscript(candidate, path)
             except torch.onnx.errors.UnsupportedOperatorError:
                 continue
             except Exception:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from getiaction.errors import ConfigError, ExportError, first_line
 from getiaction.export.atomic import atomic_path, prepare_parent
 from getiaction.export.extras import require
 from getiaction.export.onnx import NamedTensors, OnnxExportResult, TensorSpec, export_onnx
+from getiaction.export.onnx_files import onnx_files
 
 RT_INFO_SECTION = "getiaction"
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -107,9 +109,7 @@ def convert_onnx_to_openvino(
     prepare_parent(path)
     props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     try:
-        # The bytes, not the path: convert_model splits a path string at commas (a list of files),
-        # and Hydra sweep folders are named like "format=onnx,opset_version=17".
-        model = ov.convert_model(io.BytesIO(Path(onnx_path).read_bytes()))
+        model = _convert(ov, Path(onnx_path))
     except Exception as error:  # OpenVINO raises its own untyped errors
         raise ExportError(f"OpenVINO could not convert the ONNX graph: {first_line(error)}") from error
     props["getiaction.precision"] = "fp16-weights" if compress_to_fp16 else "fp32"
@@ -127,6 +127,28 @@ def convert_onnx_to_openvino(
         opset=source.opset if source else None,
         exporter=source.exporter if source else None,
     )
+
+
+def _convert(ov: Any, onnx_path: Path) -> Any:
+    """``ov.convert_model`` on the ONNX file: its bytes, or its path when its weights are in an external data file.
+
+    The bytes, not the path, where possible: convert_model splits a path string at commas (a list
+    of files), and Hydra sweep folders are named like "format=onnx,opset_version=17". A file with
+    external data is read from a path (the data file beside it); a path with a comma is first
+    linked (or copied) into a temporary folder.
+    """
+    files = onnx_files(onnx_path)
+    if len(files) == 1:
+        return ov.convert_model(io.BytesIO(onnx_path.read_bytes()))
+    if "," not in str(onnx_path.resolve()):
+        return ov.convert_model(str(onnx_path))
+    with tempfile.TemporaryDirectory(prefix="getiaction-openvino-") as folder:
+        for file in files:
+            try:
+                os.link(file, Path(folder) / file.name)
+            except OSError:
+                shutil.copyfile(file, Path(folder) / file.name)
+        return ov.convert_model(str(Path(folder) / onnx_path.name))
 
 
 def export_openvino(

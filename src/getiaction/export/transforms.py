@@ -31,6 +31,7 @@ import onnx
 from getiaction.errors import ConfigError, ExportError, first_line
 from getiaction.export.atomic import atomic_write_bytes
 from getiaction.export.extras import require
+from getiaction.export.onnx_files import onnx_files
 from getiaction.export.options import Precision  # re-exported: torch-free home of the choices
 
 FLOAT16_MAX = 65504.0
@@ -181,6 +182,8 @@ def simplify_onnx(source: str | os.PathLike[str], destination: str | os.PathLike
     the ``[simplify]`` extra.
     """
     onnxslim = require("onnxslim", "simplify")
+    if len(onnx_files(source)) > 1:  # the simplified graph would need its own data file; keep the export
+        raise ExportError("the model keeps its weights in an external data file, which simplify does not rewrite")
     model = onnx.load(str(source))
     before = count_nodes(model)
     props = {p.key: p.value for p in model.metadata_props}

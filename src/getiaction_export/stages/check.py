@@ -22,11 +22,11 @@ from getiaction.export.onnx import saved_opset
 
 def check_onnx(path: Path, requested_opset: int) -> dict[str, Any]:
     """``onnx.checker`` full check, and the saved opset must equal the request."""
-    model = onnx.load(str(path))
-    try:
-        onnx.checker.check_model(model, full_check=True)
+    try:  # on the path: a large model's external data is read from beside it, not copied into memory
+        onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as error:
         raise ExportError(f"onnx.checker rejected {path.name}: {str(error).splitlines()[0]}") from error
+    model = onnx.load(str(path), load_external_data=False)
     saved = saved_opset(model)
     if saved != requested_opset:
         raise OpsetError(f"format.opset_version={requested_opset}: the file was saved at opset {saved}")

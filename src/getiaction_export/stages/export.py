@@ -9,14 +9,15 @@ made from it.
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 
 from getiaction.errors import ExportError
 from getiaction.export import Export
 from getiaction.export.onnx import OnnxExportResult, export_onnx
+from getiaction.export.onnx_files import copy_onnx
 from getiaction.export.torch import save_checkpoint
 from getiaction.export.transforms import convert_to_fp16
+from getiaction_export.files import onnx_data_file
 from getiaction_export.state import FormatOutcome, Graph, JobState
 
 
@@ -59,14 +60,18 @@ def export_onnx_format(state: JobState, outcome: FormatOutcome) -> str:
     """The ONNX artifact: the source graph as is, or converted to float16. Returns the ✓ line."""
     exported = source_onnx(state, outcome.schema)
     staged = outcome.staged[0]
+    onnx_data_file(staged).unlink(missing_ok=True)  # left by a killed run
     if outcome.precision == "fp16":
         assert state.sample is not None
         try:
             convert_to_fp16(exported.path, staged, state.sample)
         except ExportError as error:  # the library names its argument; name the config key
             raise ExportError(str(error).replace("precision=", "format.precision=")) from error
-    else:
-        shutil.copyfile(exported.path, staged)
+    else:  # with its external data file, if it has one (renamed after the staged file)
+        copy_onnx(exported.path, staged)
+    if onnx_data_file(staged).exists():  # a large model's weights: staged, promoted and hashed with it
+        outcome.staged.append(onnx_data_file(staged))
+        outcome.final.append(onnx_data_file(outcome.final[0]))
     half = ", float16" if outcome.precision == "fp16" else ""
     return f"{exported.exporter} exporter, opset {exported.opset}{half}"
 
