@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "ddpm_cost.json")
     args = parser.parse_args()
-    from getiaction_export.machine import cpu_line
+    from getiaction_export.machine import cpu_line, describe_cpu
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -76,7 +76,7 @@ def main() -> None:
             rounds.append(runs)
     ratios = {key: statistics.median(r["DDPM"][key] / r["DDIM"][key] for r in rounds) for key in FIGURES
               if all(r["DDPM"][key] and r["DDIM"][key] for r in rounds)}
-    record = {"cpu": cpu_line(), "size": args.size, "steps": args.steps, "rounds": rounds,
+    record = {"cpu": cpu_line(describe_cpu()), "size": args.size, "steps": args.steps, "rounds": rounds,
               "ratio_ddpm_over_ddim": {key: round(value, 3) for key, value in ratios.items()}}
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["ratio_ddpm_over_ddim"], indent=2))
