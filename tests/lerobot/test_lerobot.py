@@ -83,7 +83,17 @@ def test_diffusion_trained_with_ddpm_exports_with_its_own_sampler(diffusion_fold
             expected = post(policy.diffusion.generate_actions(batch, noise=start))
         assert float((expected - torch.from_numpy(out["action"])).abs().max()) < 5e-3  # scale 10, fp32 bound
     assert np.abs(drawn[0] - drawn[1]).min() > 0  # fresh noise every call
-    # policy.noise_scheduler=DDIM stays an option: test_lerobot_rollout.py and test_robot_runtime.py export with it
+
+
+def test_policy_noise_scheduler_ddim_samples_a_ddpm_folder_deterministically(diffusion_folder: Path) -> None:
+    """``policy.noise_scheduler=DDIM`` stays an option: one action output, no draw, equal to LeRobot with DDIM."""
+    module = lerobot(str(diffusion_folder), noise_scheduler="DDIM")
+    sample = module.sample_input
+    with torch.no_grad():
+        ours, again, theirs = module(sample), module(sample), module.parity_reference(sample)
+    assert isinstance(ours, torch.Tensor) and torch.equal(ours, again)  # deterministic: nothing drawn
+    assert float((ours - theirs).abs().max()) < 1e-3  # LeRobot's own DDIM inference (scale ~10)
+    assert not getattr(module.parity_reference, "conditioned_on", None)
 
 
 @pytest.mark.parametrize(
