@@ -28,6 +28,8 @@ def test_act_folder_exports_to_a_verified_package(act_folder: Path, tmp_path: Pa
     job = tmp_path / "job"
     result = json.loads((job / "result.json").read_text())
     assert result["parity"]["action"]["passed"] and result["parity"]["action"]["max_abs_diff"] < 1e-4
+    bound = result["formats"]["onnx"]["tolerances"]["action"]  # fitted on LeRobot's own float64 run, no fallback
+    assert bound["source"] == "fp32 fitted" and bound.get("float64_gap") and not bound.get("fallback"), bound
     graph = onnx.load(str(job / "act.onnx"), load_external_data=False).graph  # named after the policy type
     assert [i.name for i in graph.input] == ["state", "images"]  # what physicalai's robot loop feeds (one camera)
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [8, 6]  # the whole chunk

@@ -86,7 +86,7 @@ def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noi
     if kind == "act":
         rows = played_rows(policy.config)
         step: nn.Module = ACTStep(policy, rows)
-        reference = LeRobotInference(pre, post, lambda observation: policy.predict_action_chunk(observation)[:, :rows])
+        reference = LeRobotInference(pre, post, PlayedRows(policy, rows))
     else:  # LeRobot's predict_action_chunk stacks its history queues and calls generate_actions, as this does
         reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed, draws))
         step = DiffusionStep(_traceable_copy(policy), noise_seed, draws)
@@ -161,6 +161,21 @@ class ACTStep(nn.Module):
         if self.cameras:
             batch = {**batch, "observation.images": [batch[key] for key in self.cameras]}  # type: ignore[dict-item]
         return self.policy.model(batch)[0][:, : self.rows]
+
+
+class PlayedRows(nn.Module):
+    """LeRobot's own ``predict_action_chunk``, its first ``rows`` actions (what its ``select_action`` plays).
+
+    A module holding the policy, not a closure: the float64 run that fits the fp32 bound casts what it holds.
+    """
+
+    def __init__(self, policy: Any, rows: int) -> None:
+        super().__init__()
+        self.policy, self.rows = policy, rows
+
+    def forward(self, observation: dict[str, torch.Tensor]) -> torch.Tensor:
+        chunk: torch.Tensor = self.policy.predict_action_chunk(observation)
+        return chunk[:, : self.rows]
 
 
 class DiffusionStep(nn.Module):
