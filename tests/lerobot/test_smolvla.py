@@ -25,11 +25,11 @@ from getiaction_export.sources.lerobot import lerobot
 from getiaction_export.sources.smolvla import (
     NOISE,
     TOKEN_MASK,
-    TOKENIZER_CHECK,
     TOKENS,
     SmolVLAExport,
     smolvla,
 )
+from getiaction_export.sources.smolvla_tokenizer import TOKENIZER_CHECK
 from tests.lerobot.smolvla_folder import save_smolvla, write_vlm
 
 TASKS = {"short": "pick up the cube", "truncated": "stack the red block on the blue block, then " * 6,

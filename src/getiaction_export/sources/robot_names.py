@@ -74,7 +74,20 @@ def _renamed(batch: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, An
     return {names.get(key, key): value for key, value in batch.items()}
 
 
-class RobotNamed(nn.Module):
+class _Wrapper(nn.Module):
+    """A module around ``inner``: what it does not define itself is ``inner``'s."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self.__dict__.get("_modules", {}).get("inner")
+            if inner is None:
+                raise
+            return getattr(inner, name)
+
+
+class RobotNamed(_Wrapper):
     """``module`` (and its ``parity_reference``) fed under the robot loop's names (see the module doc).
 
     ``names``: LeRobot name -> graph name. Everything else the module offers (``package_extras``,
@@ -108,17 +121,8 @@ class RobotNamed(nn.Module):
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         return _renamed(getattr(self.inner, "input_shapes", {}), self.lerobot_input_names)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            inner = self.__dict__.get("_modules", {}).get("inner")
-            if inner is None:
-                raise
-            return getattr(inner, name)
 
-
-class RobotNamedReference(nn.Module):
+class RobotNamedReference(_Wrapper):
     """A parity reference fed under the graph's names; LeRobot's code gets LeRobot's (``to_lerobot``)."""
 
     def __init__(self, reference: nn.Module, to_lerobot: Mapping[str, str]) -> None:
@@ -135,15 +139,6 @@ class RobotNamedReference(nn.Module):
     def from_task(self, observation: Mapping[str, torch.Tensor], tasks: Sequence[str], noise: torch.Tensor) -> Any:
         """LeRobot's inference from a task string, the observation under the graph's names."""
         return self.inner.from_task(_renamed(observation, self.to_lerobot), tasks, noise)  # type: ignore[operator]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            inner = self.__dict__.get("_modules", {}).get("inner")
-            if inner is None:
-                raise
-            return getattr(inner, name)
 
 
 def check_names(names: str) -> None:
