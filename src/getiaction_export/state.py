@@ -181,6 +181,10 @@ class Rollout:
     """The policy's outputs in the order its runners return them (to find what it drew)."""
     history: int = 0
     """Observations the policy reads on axis 1 (LeRobot Diffusion's ``n_obs_steps``; 0: none)."""
+    float64_drift: float | None = None
+    """How far PyTorch's float32 episodes stray from the same episodes in float64 (the tracked state's unit)."""
+    float64_note: str | None = None
+    """Why there is no ``float64_drift`` (the float64 run failed)."""
 
 
 @dataclass

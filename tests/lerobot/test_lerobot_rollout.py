@@ -51,6 +51,7 @@ def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_pat
     assert run.returncode == 0, run.stdout + run.stderr
     rollout = json.loads((tmp_path / "job" / "result.json").read_text())["rollout"]
     assert rollout["binding"] == {"state": "state", "images": "images"}  # the robot loop's names: no mapping
+    assert rollout["torch"]["float64_drift"] is not None, rollout["torch"]  # LeRobot's inference ran in float64 too
     record = rollout["formats"]["onnx"]
     assert "physicalai select_action" in record["driver"]
     assert record["passed"] and record["max_state_gap"] < 0.01  # fp32: LeRobot's inference and the package agree

@@ -215,6 +215,26 @@ class Float64Reference:
                 self.runs += 1
 
 
+class Float64Runner:
+    """The reference module in float64, one batch at a time: a closed loop run in float64 end to end.
+
+    What :class:`Float64Reference` does for a set of inputs, for a rollout's PyTorch episodes (whose
+    next input depends on the last output); outputs are float64 arrays in graph-output order.
+    """
+
+    def __init__(self, module: nn.Module, call_style: str) -> None:
+        self.module, self.call_style = module, call_style
+        self.double: nn.Module | None = None
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        with float64_default(), Float64Requests(), torch.no_grad():
+            if self.double is None:
+                self.double = double_copy(self.module)
+            feed = {name: t.double() if t.is_floating_point() else t for name, t in batch.items()}
+            outputs = output_tensors(call_with_batch(self.double, feed, self.call_style))
+            return [output.detach().cpu().double().numpy() for output in outputs]
+
+
 def double_copy(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` in float64, modules it holds outside its tree included.
 

@@ -35,6 +35,8 @@ from getiaction_export.rollout.drivers import HistoryDriver, PackageDriver, Queu
 from getiaction_export.rollout.episodes import Run, compare, run_episode
 from getiaction_export.state import FormatOutcome, JobState, Rollout
 
+DRIFT_MULTIPLE = 4.0
+"""An fp32 artifact may stray this many times PyTorch's own float32-vs-float64 closed-loop drift (as per call)."""
 XY_DECIMALS = 3
 """result.json keeps trajectory points to 1e-3 of the task's unit (plotted), per-step gaps to 4 significant
 digits; the maxima the gate compares are exact."""
@@ -113,8 +115,8 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     config, adapter = state.config.rollout, task.adapter
     precision = outcome.precision
     replay: list[Run] | None = None
-    bound, source = ((config.max_gap[precision], f"rollout.max_gap.{precision}") if precision in config.max_gap
-                     else (adapter.max_gap.get(precision, 0.0), f"{adapter.name} default"))
+    drift = task.float64_drift if precision == "fp32" else None
+    bound, source = rollout_bound(precision, config.max_gap, adapter, drift)
     started = time.perf_counter()
     how = None
     try:
@@ -137,6 +139,7 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     outcome.rollout = {
         "driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound, "max_gap_source": source,
         "max_state_gap": gap, "max_action_gap": max(e["max_action_gap"] for e in episodes),
+        "float64_drift": drift,
         "worst": {"seed": worst["seed"], "step": int(np.argmax(worst["state_gap"]))},
         "success": {side: sum(e["success"][side] for e in episodes) for side in ("torch", "artifact")},
         "passed": math.isfinite(gap) and gap <= bound, "seconds": round(time.perf_counter() - started, 3),
@@ -157,6 +160,29 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     echo(f"[rollout] ✓ {summary}  {record['seconds']:.2f} s")
 
 
+def rollout_bound(precision: str, given: dict[str, float], adapter: Any, drift: float | None) -> tuple[float, str]:
+    """The largest tracked-state gap allowed for ``precision``, and where it comes from.
+
+    ``rollout.max_gap.<precision>`` when given; else the task's default, raised for fp32 to
+    :data:`DRIFT_MULTIPLE` x PyTorch's own float32 closed-loop ``drift`` where that is larger.
+
+    >>> from getiaction_export.rollout.pusht import PushT
+    >>> rollout_bound("fp32", {}, PushT(), 1e-5), rollout_bound("fp32", {}, PushT(), 2.5)[0]
+    ((0.01, 'pusht default'), 10.0)
+    >>> rollout_bound("fp32", {"fp32": 0.5}, PushT(), 2.5)
+    (0.5, 'rollout.max_gap.fp32')
+    """
+    if precision in given:
+        return given[precision], f"rollout.max_gap.{precision}"
+    bound, source = adapter.max_gap.get(precision, 0.0), f"{adapter.name} default"
+    if drift is not None and DRIFT_MULTIPLE * drift > bound:
+        # the model's own float32 rounding compounds in closed loop beyond the task's default: fitted, as per call
+        unit = f" {adapter.unit}" if adapter.unit else ""
+        return DRIFT_MULTIPLE * drift, (f"fitted: {DRIFT_MULTIPLE:g}x PyTorch's own float32 drift ({drift:.3g}{unit} "
+                                        "from a float64 run of its episodes)")
+    return bound, source
+
+
 def rollout_record(state: JobState) -> dict[str, Any] | None:
     """``result.json``'s ``rollout``: the task, PyTorch's outcomes, and per format what its run recorded."""
     task = state.rollout
@@ -172,7 +198,8 @@ def rollout_record(state: JobState) -> dict[str, Any] | None:
         "torch_on_drawn": list(task.drawn) or None,
         "binding": dict(task.binding),
         "torch": {"success": sum(run.success for run in reference), "steps": [run.steps for run in reference],
-                  "seconds": round(task.seconds, 3)} if reference else None,
+                  "seconds": round(task.seconds, 3), "float64_drift": task.float64_drift,
+                  "float64_note": task.float64_note} if reference else None,
         "status": "failed" if any(not f["passed"] for f in formats.values()) else "ok" if formats else "pending",
         "formats": formats,
     }
@@ -193,6 +220,35 @@ def _reference(state: JobState, task: Rollout, echo: Callable[[str], None]) -> N
     echo(f"[rollout] ✓ PyTorch eager: {_episodes_text(task.reference)} of {task.adapter.name}, {steps} steps, "
          f"{driver.runs} policy runs, success {sum(r.success for r in task.reference)}/{len(task.reference)}  "
          f"{task.seconds:.2f} s")
+    if "fp32" not in state.config.rollout.max_gap and any(o.precision == "fp32" for o in state.formats.values()):
+        _float64_drift(state, task, echo)
+
+
+def _float64_drift(state: JobState, task: Rollout, echo: Callable[[str], None]) -> None:
+    """PyTorch's episodes again in float64: how far its own float32 run strays in closed loop (``float64_drift``).
+
+    A large policy's float32 rounding can compound at a chunk boundary into pixels (a default-size
+    LeRobot Diffusion: 9.6 px, benchmarks/RESULTS.md section 10); an fp32 artifact is then held to
+    :data:`DRIFT_MULTIPLE` times that drift where it exceeds the task's default bound.
+    """
+    from getiaction_export.parity.fp32_bound import Float64Runner
+
+    built = state.built
+    assert built is not None and task.reference is not None
+    started = time.perf_counter()
+    driver = QueueDriver(Float64Runner(built.reference or built.module, built.call_style), task.cameras,
+                         extra=task.task_inputs)
+    try:
+        exact = _episodes(state, task, driver, "[rollout] PyTorch float64")
+    except Exception as error:  # a module that cannot run in float64: the task's default bound stays
+        task.float64_note = f"the float64 run failed: {first_line(error)}"[:200]
+        echo(f"[rollout] - PyTorch float64: {task.float64_note}; the fp32 bound stays the task's default")
+        return
+    task.float64_drift = max(compare(run, reference)["max_state_gap"]
+                             for run, reference in zip(exact, task.reference, strict=True))
+    unit = f" {task.adapter.unit}" if task.adapter.unit else ""
+    echo(f"[rollout] ✓ PyTorch float64: its float32 run strays {task.float64_drift:.3g}{unit} from it in closed "
+         f"loop  {time.perf_counter() - started:.2f} s")
 
 
 def _replayed(state: JobState, task: Rollout, drawn: list[list[dict[str, Any]]],
