@@ -55,7 +55,6 @@ import numpy as np
 
 from getiaction.errors import ExitCode, GetiActionError
 from getiaction_export.files import sha256_of
-from getiaction_export.parity.tolerance import Tolerance, failure_phrase
 from getiaction_export.physicalai.manifest import (
     BACKEND_SUFFIX,
     F32_CALL,
@@ -67,8 +66,15 @@ from getiaction_export.physicalai.manifest import (
     drivability,
     is_image_input,
 )
-from getiaction_export.physicalai.pinned import pin
-from getiaction_export.physicalai.task import ROBOT_TASK, TASK, reference_feed
+from getiaction_export.physicalai.reference_check import (
+    Refused,
+    check_fresh,
+    check_reference,
+    drawn_outputs,
+    load_pinned,
+    robot_task,
+)
+from getiaction_export.physicalai.task import TASK
 
 
 class NotDeployable(GetiActionError):
@@ -240,8 +246,10 @@ def robot_observation(inputs: list[dict[str, Any]], seed: int = 0, task: str | N
 
 
 def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str | None = None) -> None:
-    """Load and run each declared backend (or ``only``) in physicalai; :class:`NotDeployable` on the first failure."""
-    from getiaction_export.errors import first_line
+    """Load and run each declared backend (or ``only``) in physicalai; :class:`NotDeployable` on the first failure.
+
+    Then its reference set again on this machine (:mod:`~.reference_check`), for a graph that draws its noise
+    with the draw pinned to the stored one after checking it is fresh."""
     from getiaction_export.physicalai.runtime import load, physicalai_version
 
     artifacts = dict((data.get("model") or {}).get("artifacts") or {})
@@ -249,8 +257,7 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
     if only is not None and only not in artifacts:
         raise NotDeployable(f"--backend {only}: the manifest declares only {', '.join(artifacts)}")
     section = data.get(SECTION) or {}
-    task = ROBOT_TASK if section.get("task") else None
-    drawn = dict((section.get("reference") or {}).get("conditioned_on") or {})
+    task, drawn = robot_task(section), drawn_outputs(section)
     for backend in [only] if only else list(artifacts):
         try:
             model = load(folder, backend, default)
@@ -274,17 +281,20 @@ def runtime_check(folder: Path, data: dict[str, Any], report: Report, only: str 
                             f"{tuple(chunk.shape)}")
         with tempfile.TemporaryDirectory(prefix="getiaction-pinned-") as scratch:
             pinned = None
-            if drawn:  # the graph draws (noise): fresh every call; then checked with the draw pinned to the stored one
-                _fresh(model, backend, observation, list(drawn), report)
-                pinned = pin(folder / artifacts[backend], list(drawn), Path(scratch))
-                try:
-                    model.adapter.load(pinned)
-                except Exception as error:  # the runtime's own error on the pinned copy
-                    raise NotDeployable(f"{backend}: the model with its {', '.join(drawn)} pinned does not load: "
-                                        f"{first_line(error)}") from error
-                observation = robot_observation(_graph_inputs(model), task=task)
-                chunk = _chunk(model, backend, observation)
-            _reference_check(folder, data, backend, model, report)
+            try:
+                if drawn:  # the graph draws (noise): fresh every call; then checked with the draw pinned
+                    report.lines.append(check_fresh(model, backend, observation, drawn))
+                    pinned = load_pinned(model, backend, folder / artifacts[backend], drawn, Path(scratch))
+                    observation = robot_observation(_graph_inputs(model), task=task)
+                    chunk = _chunk(model, backend, observation)
+                figures, line = check_reference(folder, section, backend, model)
+            except Refused as refused:
+                raise NotDeployable(str(refused)) from refused
+            if figures is None:
+                report.warnings.append(line)
+            else:
+                report.backends[backend]["reference"] = figures
+                report.lines.append(line)
             if backend == "openvino":
                 _default_load(folder, data, backend, default, observation, chunk, report, pinned)
 
@@ -302,93 +312,6 @@ def _chunk(model: Any, backend: str, observation: dict[str, Any]) -> np.ndarray:
         raise NotDeployable(f"{backend}: predict_action_chunk gave {chunk.shape} "
                             f"{'with NaN/Inf' if chunk.ndim == 2 else ''}; expected a finite (chunk, action_dim)")
     return chunk
-
-
-def _fresh(model: Any, backend: str, observation: dict[str, Any], drawn: list[str], report: Report) -> None:
-    """What the graph draws (start noise) is finite, about standard normal, and new on every call."""
-    first, second = model(observation), model(observation)
-    for name in drawn:
-        one, two = np.asarray(first[name], np.float64), np.asarray(second[name], np.float64)
-        if not (np.isfinite(one).all() and abs(one.mean()) < 0.5 and 0.5 < one.std() < 1.5):
-            raise NotDeployable(f"{backend}: the {name!r} the graph draws is not standard normal noise (mean "
-                                f"{one.mean():.3g}, std {one.std():.3g})")
-        if np.array_equal(one, two):
-            raise NotDeployable(f"{backend}: the graph drew the same {name!r} on two calls; it must be fresh per call")
-    report.lines.append(f"{backend}: the graph draws fresh {', '.join(drawn)} every call (standard normal)")
-
-
-def _reference_check(folder: Path, data: dict[str, Any], backend: str, model: Any, report: Report) -> None:
-    """The package's reference set through ``backend`` on this machine, held to the tolerance recorded at export."""
-    from getiaction_export.errors import first_line
-    from getiaction_export.physicalai.reference_set import read_reference, recheck
-
-    section = data.get(SECTION) or {}
-    recorded = section.get("reference") or {}
-    backend_record = (section.get("backends") or {}).get(backend) or {}
-    if not recorded or not backend_record.get("tolerance"):
-        report.warnings.append(f"{backend}: the package has no reference set (made by an older getiaction-export): "
-                               "its numbers are not verified again on this machine")
-        return
-    path = folder / str(recorded.get("file"))
-    if not path.is_file():
-        raise NotDeployable(f"{SECTION}.reference: {path.name} is missing from {folder}")
-    if recorded.get("sha256") and sha256_of(path) != recorded["sha256"]:
-        raise NotDeployable(f"{path.name} changed since export: sha256 {sha256_of(path)[:12]}, "
-                            f"the manifest records {str(recorded['sha256'])[:12]}")
-    tolerances = {name: Tolerance(*(bound.get(key) for key in Tolerance._fields))
-                  for name, bound in backend_record["tolerance"].items()}
-    try:
-        figures = recheck(lambda row: model(reference_feed(row)), read_reference(path), tolerances)
-    except Exception as error:  # the runtime's own errors on a bad feed; a corrupt .npz
-        raise NotDeployable(f"{backend}: the reference set does not run: {first_line(error)}") from error
-    report.backends[backend]["reference"] = figures
-    precision = str(backend_record.get("precision") or "fp32")
-    at_export = backend_record.get("reference") or {}
-    cases = int(recorded.get("cases") or 0)
-    failed = {name: f for name, f in figures.items() if not f["passed"]}
-    if failed:
-        name, worst = next(iter(failed.items()))
-        was = at_export.get(name) or {}
-        before = f" (at export {was['share']:.2%}, cosine {was['cosine']:.6f})" if was else ""
-        difference = machine_difference(section)
-        advice = ("; INT8 without VNNI saturates unless every layer has the overflow fix: export again with "
-                  "format.calibration.overflow_fix=enable" if precision == "int8" and "VNNI" in difference.split(
-                      ", which")[0] and (backend_record.get("int8") or {}).get("overflow_fix") != "enable" else "")
-        raise NotDeployable(f"{backend} ({precision}) drifts on this CPU: {failure_phrase(name, worst)} on the "
-                            f"package's {cases} reference inputs{before}; {difference}{advice}")
-    main = "action" if "action" in figures else next(iter(figures))
-    worst = figures[main]
-    report.lines.append(f"{backend} ({precision}) verified again on this CPU: {main} {worst['max_abs_diff']:.2e} "
-                        f"({worst['share']:.2%} of the largest |{main}|) off PyTorch on the {cases} reference "
-                        f"inputs, within {Tolerance(*(worst.get(k) for k in Tolerance._fields)).describe()}")
-
-
-def machine_difference(section: dict[str, Any], here: dict[str, Any] | None = None) -> str:
-    """What differs between the machine recorded at export (``getiaction.machine``) and ``here`` (default: this one).
-
-    >>> export = {"machine": {"cpu": {"model": "AMD EPYC", "isa": ["avx2", "avx512f", "avx512_vnni"]},
-    ...                       "runtimes": {"openvino": "2026.4.1"}}}
-    >>> machine_difference(export, {"cpu": {"model": "AMD EPYC", "isa": ["avx2"]}, "runtimes": {}}).split(" (")[0]
-    'this CPU lacks AVX-512F AVX-512-VNNI, which the export machine had'
-    >>> machine_difference(export, {"cpu": {"isa": ["avx2", "avx512f", "avx512_vnni"]}, "runtimes": {}})
-    "this CPU has the export machine's ISA features; runtime versions differ: openvino 2026.4.1 at export, not \
-installed here"
-    """
-    from getiaction_export.machine import LABELS, cpu_line, describe_machine, missing_features
-
-    recorded = section.get("machine") or {}
-    if not recorded:
-        return "the manifest does not record the export machine"
-    here = here or describe_machine()
-    lacking = missing_features(list((recorded.get("cpu") or {}).get("isa") or []), here["cpu"].get("isa") or [])
-    if lacking:
-        return (f"this CPU lacks {' '.join(LABELS.get(f, f) for f in lacking)}, which the export machine had "
-                f"(export: {cpu_line(recorded.get('cpu') or {})}; here: {cpu_line(here['cpu'])})")
-    changed = [f"{name} {old} at export, {here['runtimes'].get(name, 'not installed')} here"
-               for name, old in (recorded.get("runtimes") or {}).items() if here["runtimes"].get(name) != old]
-    if changed:
-        return "this CPU has the export machine's ISA features; runtime versions differ: " + ", ".join(changed)
-    return f"same ISA features and runtime versions as the export machine ({cpu_line(here['cpu'])})"
 
 
 def _default_load(folder: Path, data: dict[str, Any], backend: str, default: str, observation: dict[str, Any],
