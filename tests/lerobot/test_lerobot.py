@@ -87,6 +87,26 @@ def test_diffusion_trained_with_ddpm_exports_with_its_own_sampler(diffusion_fold
     assert np.abs(drawn[0] - drawn[1]).min() > 0  # fresh noise every call
 
 
+def test_the_exported_ddpm_step_draws_afresh_in_its_copies_too(diffusion_folder: Path) -> None:
+    """``fresh_draws`` is the exported step's constructor argument (a fresh draw per call; the reference's step draws
+    the seeded noise): a deep copy and the fp32 bound's float64 copy keep it."""
+    import copy
+
+    from getiaction_export.parity.fp32_bound import Float64Requests, double_copy, float64_default
+    from getiaction_export.sources.lerobot import STEP_NOISE, DiffusionStep
+
+    module = lerobot(str(diffusion_folder), names="lerobot")
+    step, reference_step = module.step, module.parity_reference.infer
+    assert isinstance(step, DiffusionStep) and isinstance(reference_step, DiffusionStep)
+    assert step.fresh_draws and not reference_step.fresh_draws
+    assert copy.deepcopy(step).fresh_draws and double_copy(step).fresh_draws
+    assert not double_copy(reference_step).fresh_draws
+    double = double_copy(module)
+    feed = {name: t.double() if t.is_floating_point() else t for name, t in module.sample_input.items()}
+    with float64_default(), Float64Requests(), torch.no_grad():  # as the fp32 bound runs it
+        assert not torch.equal(double(feed)[STEP_NOISE], double(feed)[STEP_NOISE])  # drawn afresh in float64 too
+
+
 def test_policy_noise_scheduler_ddim_samples_a_ddpm_folder_deterministically(diffusion_folder: Path) -> None:
     """``policy.noise_scheduler=DDIM`` stays an option: one action output, no draw, equal to LeRobot with DDIM."""
     module = lerobot(str(diffusion_folder), noise_scheduler="DDIM")

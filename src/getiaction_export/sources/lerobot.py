@@ -89,8 +89,7 @@ def _lerobot(path: str | None, noise_seed: int, noise_scheduler: str | None, noi
         reference = LeRobotInference(pre, post, PlayedRows(policy, rows))
     else:  # LeRobot's predict_action_chunk stacks its history queues and calls generate_actions, as this does
         reference = LeRobotInference(pre, post, DiffusionStep(policy, noise_seed, draws))
-        step = DiffusionStep(_traceable_copy(policy), noise_seed, draws)
-        step.fresh_draws = True  # the graph draws DDPM's step noise afresh every call
+        step = DiffusionStep(_traceable_copy(policy), noise_seed, draws, fresh_draws=True)  # afresh every call
         if draws:
             reference.conditioned_on = {STEP_NOISE: STEP_NOISE}
     module = LeRobotExport(policy, step, Stats(normalizer), Stats(unnormalizer), reference)
@@ -186,9 +185,12 @@ class DiffusionStep(nn.Module):
     graph (``torch.randn``) and returned beside the action, or given (``batch[STEP_NOISE]``, the
     reference conditioned on what the graph drew; without it a seeded draw, the same in float32 and
     float64). Each step takes its slice in order, through diffusers' own step code.
+
+    ``fresh_draws``: ungiven step noise is a fresh ``torch.randn`` every call (the exported graph), not the seeded
+    draw (the reference).
     """
 
-    def __init__(self, policy: Any, noise_seed: int, draws: bool = False) -> None:
+    def __init__(self, policy: Any, noise_seed: int, draws: bool = False, *, fresh_draws: bool = False) -> None:
         super().__init__()
         self.policy = policy
         self.cameras = list(policy.config.image_features)
@@ -196,7 +198,7 @@ class DiffusionStep(nn.Module):
         generator = torch.Generator().manual_seed(noise_seed)
         self.register_buffer("noise", torch.randn((1, config.horizon, config.action_feature.shape[0]),
                                                   generator=generator))
-        self.draws = draws
+        self.draws, self.fresh_draws = draws, fresh_draws
         self.step_shape = (noisy_steps(policy), int(config.horizon), int(config.action_feature.shape[0]))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Any:
@@ -213,9 +215,6 @@ class DiffusionStep(nn.Module):
         with step_noise_from(given):
             action = self.policy.diffusion.generate_actions(batch, noise=noise.expand(size, -1, -1))
         return {"action": action, STEP_NOISE: given}
-
-    fresh_draws = False
-    """True in the exported graph (a fresh draw per call), False in the reference (a seeded one)."""
 
     def _seeded(self, size: int) -> torch.Tensor:
         import numpy as np
