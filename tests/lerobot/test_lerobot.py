@@ -37,6 +37,11 @@ def test_act_folder_exports_to_a_verified_package(act_folder: Path, tmp_path: Pa
     assert manifest["model"]["artifacts"] == {"onnx": "act.onnx", "openvino": "act.xml"}
     assert manifest["policy"]["name"] == "act" and result["policy"]["name"] == "act"
     assert "Loading weights" not in run.stdout  # LeRobot's own prints stay off the console
+    # the graph is fed under the robot loop's names (RobotNamed); the policy is named by the module it wraps
+    wrapped = "getiaction_export.sources.lerobot.LeRobotExport"
+    assert result["policy"]["class_path"] == wrapped and manifest["policy"]["source"]["class_path"] == wrapped
+    assert manifest["getiaction"]["policy"]["class_path"] == wrapped
+    assert "[build] ✓ LeRobotExport from config" in run.stdout, run.stdout
 
 
 def test_the_gate_compares_with_lerobots_own_normalization(act_folder: Path) -> None:
