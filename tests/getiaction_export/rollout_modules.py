@@ -22,13 +22,15 @@ class Seeker(nn.Module):
     Each target is the agent's position moved by up to 40 px, a function of the position and the
     image's mean colour, so the closed loop feeds back. ``export_offset`` (pixels) is added to the
     actions only while the graph is traced for ONNX: a deliberately perturbed artifact, per-call
-    off by exactly that much.
+    off by exactly that much. ``export_trap`` (pixels) is added the same way, but only on frames as
+    bright as PushT's (mean colour above 0.8; the parity gate's random frames average 0.5): an artifact
+    that differs from PyTorch only on observations a closed loop meets.
     """
 
-    def __init__(self, chunk: int = 8, export_offset: float = 0.0) -> None:
+    def __init__(self, chunk: int = 8, export_offset: float = 0.0, export_trap: float = 0.0) -> None:
         super().__init__()
         self.layer = nn.Linear(3, 2 * chunk)
-        self.chunk, self.export_offset = chunk, export_offset
+        self.chunk, self.export_offset, self.export_trap = chunk, export_offset, export_trap
         generator = torch.Generator().manual_seed(0)
         self.sample_input = {"state": 256.0 + 100.0 * torch.rand(1, 2, generator=generator),
                              "images": torch.rand(1, 3, 96, 96, generator=generator)}
@@ -40,12 +42,12 @@ class Seeker(nn.Module):
         step = 40.0 * torch.tanh(self.layer(features)).reshape(-1, self.chunk, 2)
         action = state.unsqueeze(1) + step
         if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
-            action = action + self.export_offset
+            action = action + self.export_offset + self.export_trap * (colour > 0.8).to(action.dtype).unsqueeze(-1)
         return action
 
 
-def make_seeker(chunk: int = 8, export_offset: float = 0.0) -> nn.Module:
-    return Seeker(chunk, export_offset)
+def make_seeker(chunk: int = 8, export_offset: float = 0.0, export_trap: float = 0.0) -> nn.Module:
+    return Seeker(chunk, export_offset, export_trap)
 
 
 class Swinger(nn.Module):

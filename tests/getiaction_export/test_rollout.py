@@ -61,7 +61,17 @@ def test_act_format_all_rolls_out_every_artifact(cli, tmp_path: Path) -> None:
     drift = rollout["torch"]["float64_drift"]
     assert isinstance(drift, float) and 0 <= drift < 0.01 / 4 and formats["onnx"]["float64_drift"] == drift
     assert formats["onnx"]["max_gap_source"] == "pusht default" and formats["openvino_int8"]["float64_drift"] is None
-    assert run.stdout.count("[rollout] ✓") == 1 + 1 + 1 + 4  # the fit, PyTorch's runs (float32, float64), formats
+    # the fit, PyTorch's runs (float32, float64), formats, and each verified format on its own path
+    assert run.stdout.count("[rollout] ✓") == 1 + 1 + 1 + 4 + 3
+    for name in ("onnx", "openvino", "openvino_int8"):  # PyTorch on every observation the artifact's policy ran on
+        on_path = formats[name]["on_path"]
+        assert on_path["passed"] and on_path["runs"] == 80 // 20 == len(on_path["per_run"][0]), name  # chunk 20
+        assert [step for step, _ in on_path["per_run"][0]] == list(range(0, 80, 20)), name
+        assert max(diff for _, diff in on_path["per_run"][0]) == pytest.approx(on_path["max_abs_diff"], rel=1e-3)
+        assert f"[rollout] ✓ {name} on its own path: PyTorch given the {on_path['runs']} observations" in run.stdout
+    assert formats["onnx"]["on_path"]["max_abs_diff"] < formats["onnx"]["on_path"]["atol"]
+    assert formats["onnx"]["on_path"]["model_bound"] and not formats["openvino_int8"]["on_path"]["model_bound"]
+    assert formats["torch"]["on_path"] is None  # the checkpoint is held bit-identical per call instead
     assert "rollout" in result["formats"]["onnx"]["timings"]
     page = (tmp_path / "job" / "report.html").read_text()
     assert 'id="rollout"' in page and 'id="fig-rollout-openvino_int8"' in page
@@ -92,6 +102,50 @@ def test_a_perturbed_artifact_fails_the_rollout_and_is_not_kept(cli, tmp_path: P
     record = read_json(tmp_path / "loose" / "result.json")["rollout"]["formats"]["onnx"]
     assert record["passed"] and record["max_gap"] == 50 and record["max_gap_source"] == "rollout.max_gap.fp32"
     assert (tmp_path / "loose" / "make_seeker.onnx").is_file()
+
+
+def test_an_artifact_that_differs_only_on_closed_loop_observations_fails_on_its_own_path(cli, tmp_path: Path) -> None:
+    """0.5 px off only on frames as bright as PushT's: the parity gate's random frames miss it, the on-path check
+    (PyTorch on every observation the artifact met) does not; named in one line, nothing kept."""
+    run = cli("policy=module", SEEKER, "+policy.export_trap=0.5", "format.opset_version=17", "rollout=pusht", *QUICK,
+              "+rollout.max_gap.fp32=1000", "hydra.run.dir=trap", env=repo_on_path())
+    assert run.returncode == 4, run.output
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("[rollout] ✗ rollout: onnx differs from PyTorch on an observation it met in closed loop "
+                           "(step 0 of episode seed 0: action: max abs diff 0.5 > atol "), last
+    assert last.endswith("beyond the per-call bound it met on the parity gate's inputs"), last
+    result = read_json(tmp_path / "trap" / "result.json")
+    assert result["parity"]["action"]["passed"] and result["parity"]["action"]["max_abs_diff"] < 1e-3
+    record = result["rollout"]["formats"]["onnx"]
+    on_path = record["on_path"]
+    assert not record["passed"] and not on_path["passed"] and on_path["worst"] == {"seed": 0, "step": 0}
+    assert on_path["max_abs_diff"] == pytest.approx(0.5, abs=1e-3) and on_path["runs"] == 60 // 8 + 1
+    assert record["max_state_gap"] < 1000  # the trajectory gate alone would have let it through
+    assert not (tmp_path / "trap" / "make_seeker.onnx").exists()
+
+
+def test_runs_that_part_while_the_artifact_acts_as_pytorch_pass_with_a_warning(cli, tmp_path: Path) -> None:
+    """An artifact 1e-4 px off per call (inside the fp32 bound PyTorch's own rounding sets) against a trajectory
+    bound of 1e-6 px: the runs part, but PyTorch given the artifact's observations does what it did, so the
+    artifact passes, with a ``!`` line saying where the runs parted and how PyTorch itself answers there."""
+    run = cli("policy=module", SEEKER, "+policy.export_offset=1e-4", "format.opset_version=17", "rollout=pusht",
+              *QUICK, "+rollout.max_gap.fp32=1e-6", "hydra.run.dir=parted", env=repo_on_path())
+    assert run.returncode == 0, run.output
+    record = read_json(tmp_path / "parted" / "result.json")["rollout"]["formats"]["onnx"]
+    assert record["passed"] and record["max_state_gap"] > 1e-6 and record["on_path"]["passed"]
+    assert record["on_path"]["model_bound"] and 5e-5 < record["on_path"]["max_abs_diff"] < 3e-4  # float32 near 256
+    parted = record["parted"]
+    gaps = record["episodes"][0]["state_gap"]
+    assert parted["seed"] == 0 and gaps[parted["step"]] > 1e-6 and max(gaps[:parted["step"]]) <= 1e-6
+    witness = parted["witness"]
+    assert witness["step"] % 8 == 0 and witness["state_gap"] == pytest.approx(gaps[witness["step"]], rel=1e-3)
+    assert 0 < witness["action_gap"] < 1  # PyTorch's own answer to observations ~1e-4 px apart (a smooth policy)
+    line = next(line for line in run.stdout.splitlines() if line.startswith("[rollout] ! onnx: the runs parted"))
+    assert f"at step {parted['step']} of episode seed 0" in line and "acted as PyTorch on every observation" in line
+    assert f"PyTorch itself answers the two runs' observations at step {witness['step']}" in line
+    assert (tmp_path / "parted" / "make_seeker.onnx").is_file()
+    page = (tmp_path / "parted" / "report.html").read_text()
+    assert "<th>on its own path</th>" in page and f"&gt; 1e-06 px, parted at step {parted['step']}" in page
 
 
 def test_a_sweep_over_precisions_writes_one_comparing_report(cli, tmp_path: Path) -> None:

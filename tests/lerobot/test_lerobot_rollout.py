@@ -55,6 +55,7 @@ def test_a_lerobot_act_folder_drives_pusht_like_lerobot(pusht_act: Path, tmp_pat
     record = rollout["formats"]["onnx"]
     assert "physicalai select_action" in record["driver"]
     assert record["passed"] and record["max_state_gap"] < 0.01  # fp32: LeRobot's inference and the package agree
+    assert record["on_path"]["passed"] and record["on_path"]["runs"] == 2 * 60 // 10 and "parted" not in record
     assert [e["steps"] for e in record["episodes"]] == [{"torch": 60, "artifact": 60}] * 2
     moved = record["episodes"][0]["torch_xy"]
     assert moved[0] != moved[-1]  # the agent was driven somewhere
@@ -74,6 +75,9 @@ def test_a_lerobot_diffusion_with_an_observation_history_rolls_out_like_lerobot(
     record = result["rollout"]["formats"]["onnx"]
     assert record["passed"] and record["max_state_gap"] < 0.01, record
     assert record["episodes"][0]["steps"] == {"torch": 24, "artifact": 24}
+    # LeRobot's inference on the very 2-step histories the package's graph was fed in its own episode
+    assert record["on_path"]["passed"] and record["on_path"]["runs"] == 24 // 4, record["on_path"]  # n_action_steps 4
+    assert [step for step, _ in record["on_path"]["per_run"][0]] == [0, 4, 8, 12, 16, 20]
     history = json.loads((tmp_path / "job" / "manifest.json").read_text())["getiaction"]["history"]
     assert history["n_obs_steps"] == 2 and history["action_source"].endswith("robot_loop.HistorySource")
     assert set(history["inputs"]) == {"state", "images"}

@@ -285,6 +285,9 @@ def test_a_pusht_shaped_smolvla_rolls_out_with_a_task_string(pusht: Path, tmp_pa
     for name, record in rollout["formats"].items():
         assert record["passed"] and record["max_state_gap"] <= 0.01 and record["max_action_gap"] < 1e-4, (name, record)
         assert record["episodes"][0]["steps"] == {"torch": 24, "artifact": 24}
+    for name in ("onnx", "openvino"):  # LeRobot on the package's own observations, task ids and drawn noise
+        on_path = rollout["formats"][name]["on_path"]
+        assert on_path["passed"] and on_path["runs"] >= 1 and on_path["max_abs_diff"] < 1e-4, (name, on_path)
     assert "physicalai select_action on the package" in rollout["formats"]["onnx"]["driver"]
     html = (tmp_path / "job" / "report.html").read_text()
     assert "<h2>Task and noise</h2>" in html and task in html and "non-ASCII" in html

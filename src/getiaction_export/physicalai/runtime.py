@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,36 @@ def load(folder: Path, backend: str, default_backend: str | None, hints: bool = 
         raise ExportError(f"physicalai loads the package with backend {model.backend!r}, not the default "
                           f"{backend!r}; the first key of model.artifacts names the default backend")
     return model
+
+def watch_runs(model: Any, on_run: Callable[[dict[str, Any], dict[str, np.ndarray]], None]) -> None:
+    """Call ``on_run(inputs, outputs)`` after every run of ``model``'s graph: what the graph was fed (after the
+    package's pre-processors) and its raw outputs (before the post-processors), both as numpy.
+
+    physicalai's ``InferenceModel`` calls ``runner.run(adapter, inputs)`` once per model run; an instance
+    attribute shadows that method. The raw outputs carry what a graph drew itself (SmolVLA's ``noise``).
+
+    Example:
+        >>> class Runner:
+        ...     def run(self, adapter, inputs):
+        ...         return {"action": inputs["state"] * 2}
+        >>> class Model:
+        ...     runner = Runner()
+        >>> seen = []
+        >>> model = Model()
+        >>> watch_runs(model, lambda inputs, outputs: seen.append((inputs["state"], outputs["action"])))
+        >>> model.runner.run(None, {"state": np.ones(2)})["action"].tolist(), len(seen)
+        ([2.0, 2.0], 1)
+    """
+    original = model.runner.run
+
+    def watched(adapter: Any, inputs: Any) -> Any:
+        outputs = original(adapter, inputs)
+        on_run({name: value if isinstance(value, list) else np.array(value) for name, value in dict(inputs).items()},
+               {name: np.asarray(value) for name, value in dict(outputs).items()})
+        return outputs
+
+    setattr(model.runner, "run", watched)  # noqa: B010 - an instance attribute shadows the method
+
 
 def model_file(model: Any) -> str | None:
     """The file the runtime loaded (its private lookup; None if a later version renames it)."""

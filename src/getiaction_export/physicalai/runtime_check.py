@@ -64,7 +64,7 @@ from getiaction_export.physicalai.manifest import (
     drivability,
     is_image_input,
 )
-from getiaction_export.physicalai.runtime import RuntimeRunner, load, model_file, physicalai_version
+from getiaction_export.physicalai.runtime import RuntimeRunner, load, model_file, physicalai_version, watch_runs
 from getiaction_export.physicalai.task import Feed, numpy_feed
 
 if TYPE_CHECKING:
@@ -83,15 +83,11 @@ class _Watch:
     def __init__(self, model: Any) -> None:
         self.runs = 0
         self.last: dict[str, np.ndarray] = {}
-        original = model.runner.run
+        watch_runs(model, self._ran)
 
-        def watched(adapter: Any, inputs: Any) -> Any:
-            outputs = original(adapter, inputs)
-            self.runs += 1
-            self.last = {name: np.asarray(value) for name, value in dict(outputs).items()}
-            return outputs
-
-        setattr(model.runner, "run", watched)  # noqa: B010 - an instance attribute shadows the method
+    def _ran(self, inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
+        self.runs += 1
+        self.last = outputs
 
     def expected(self, reference: Runner, batch: dict[str, torch.Tensor], index: int) -> np.ndarray:
         """The reference's chunk for ``batch``, conditioned on what the last run drew."""

@@ -100,12 +100,14 @@ def _rollout_intro(rollout: dict[str, Any], tracked: str, unit: str) -> str:
         text += (f"; PyTorch succeeded in {reference.get('success', 0)}"
                  + (f" of {episodes}" if episodes else "") + (f" ({seconds:.1f} s)" if seconds is not None else ""))
     return (text + f". The gate: the {tracked}'s distance from PyTorch's{' (' + unit + ')' if unit else ''} at every "
-            "step, within the bound of the artifact's precision.")
+            "step, within the bound of the artifact's precision; and on its own path, PyTorch given every observation "
+            "the artifact's policy ran on does what the artifact did, within its per-call bound (an fp32 artifact "
+            "that does passes even when the runs part: the loop, not the artifact, made the difference).")
 
 
 def _rollout_table(formats: dict[str, dict[str, Any]], unit: str) -> str:
     head = ["format", "status", "precision", "driver", "max state gap vs bound", "bound from", "max action gap",
-            "success (PyTorch / artifact)", "mean reward (PyTorch / artifact)", "seconds"]
+            "on its own path", "success (PyTorch / artifact)", "mean reward (PyTorch / artifact)", "seconds"]
     lines = ['<div class="scroll"><table id="rollout-table"><thead><tr>'
              + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     for name, record in formats.items():
@@ -117,9 +119,10 @@ def _rollout_table(formats: dict[str, dict[str, Any]], unit: str) -> str:
                  escape(_gap_vs_bound(record, unit))
                  + (f'<br><span class="muted">{escape(where)}</span>' if where else ""),
                  escape(record.get("max_gap_source")), escape(gap_text(record.get("max_action_gap"))),
+                 escape(on_path_text(record)),
                  escape(_success_text(record, episodes)), escape(_mean_rewards(episodes)),
                  escape(fmt(record.get("seconds"), "{:.1f}"))]
-        numeric = {4, 6, 7, 8, 9}
+        numeric = {4, 6, 8, 9, 10}
         lines.append(f'<tr class="{"" if passed else "failed"}">' + "".join(
             f'<td{classes("num" if i in numeric else "", "nowrap" if i == 4 else "")}>{c}</td>'
             for i, c in enumerate(cells)) + "</tr>")
@@ -131,13 +134,29 @@ def _rollout_table(formats: dict[str, dict[str, Any]], unit: str) -> str:
 
 
 def _gap_vs_bound(record: dict[str, Any], unit: str) -> str:
-    """``4.20 px ≤ 16 px``, or ``31.2 px > 16 px`` for a failed run."""
+    """``4.20 px ≤ 16 px``, ``31.2 px > 16 px`` for a failed run, ``9.63 px > 0.01 px, parted at step 112`` for runs
+    that parted while the artifact acted as PyTorch on its own path."""
     unit = str(record.get("unit") or unit)
     suffix = f" {unit}" if unit else ""
     bound = number(record.get("max_gap"))
-    sign = ">" if record.get("passed") is False else "≤"
-    return f"{gap_text(record.get('max_state_gap'))}{suffix}" + (f" {sign} {bound:g}{suffix}" if bound is not None
-                                                                   else "")
+    parted = record.get("parted") or {}
+    sign = ">" if record.get("passed") is False or parted else "≤"
+    text = f"{gap_text(record.get('max_state_gap'))}{suffix}" + (f" {sign} {bound:g}{suffix}" if bound is not None
+                                                                 else "")
+    return text + (f", parted at step {parted.get('step')}" if parted else "")
+
+
+def on_path_text(record: dict[str, Any]) -> str:
+    """``✓ 1.4e-03 on 38 runs`` (PyTorch on the artifact's observations: its largest action difference), or ``—``.
+
+    >>> on_path_text({"on_path": {"passed": False, "max_abs_diff": 0.5, "runs": 8}}), on_path_text({})
+    ('✗ 0.500 on 8 runs', '—')
+    """
+    on_path = record.get("on_path") or {}
+    if not on_path:
+        return "—"
+    mark = "✓" if on_path.get("passed") else "✗"
+    return f"{mark} {gap_text(on_path.get('max_abs_diff'))} on {on_path.get('runs')} runs"
 
 
 def _success_text(record: dict[str, Any], episodes: list[dict[str, Any]]) -> str:

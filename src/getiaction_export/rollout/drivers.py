@@ -13,6 +13,10 @@ step: what physicalai's ``InferenceModel.select_action`` does.
 - :class:`ReplayDriver`: PyTorch behind the queue, given what an artifact's policy drew in its own
   run (SmolVLA's start noise, one per chunk): the policy that draws is compared on its own draws.
 
+An artifact's driver can keep every policy run (:class:`PolicyRun`: the step, what the graph was
+fed, what it returned), so PyTorch can be run on the very observations the artifact met in closed
+loop (the rollout's on-path check).
+
 Example:
     >>> import numpy as np, torch
     >>> calls = []
@@ -28,10 +32,23 @@ Example:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from getiaction_export.physicalai.runtime import watch_runs
+
+
+@dataclass
+class PolicyRun:
+    """One run of the policy in an episode: the step it ran at, what its graph was fed, what it returned
+    (in graph-output order)."""
+
+    step: int
+    inputs: dict[str, Any]
+    outputs: list[np.ndarray]
 
 
 def chunk_rows(output: np.ndarray) -> np.ndarray:
@@ -58,29 +75,38 @@ class QueueDriver:
 
     ``extra``: inputs added to every batch (a task's token ids). ``keep``: ``{output name: index}``
     of outputs the policy draws itself (SmolVLA's ``noise``), kept per run in :attr:`drawn` (one
-    list per episode) so PyTorch can be run on the same draws (:class:`ReplayDriver`).
+    list per episode) so PyTorch can be run on the same draws (:class:`ReplayDriver`). ``record``:
+    keep every run as a :class:`PolicyRun` in :attr:`policy_runs` (one list per episode).
     """
 
     def __init__(self, runner: Callable[[dict[str, Any]], list[np.ndarray]], cameras: Collection[str],
                  action_index: int = 0, extra: Mapping[str, Any] | None = None,
-                 keep: Mapping[str, int] | None = None) -> None:
+                 keep: Mapping[str, int] | None = None, record: bool = False) -> None:
         self.runner, self.cameras, self.action_index = runner, set(cameras), action_index
-        self.extra, self.keep = dict(extra or {}), dict(keep or {})
+        self.extra, self.keep, self.record = dict(extra or {}), dict(keep or {}), record
         self.queue: deque[np.ndarray] = deque()
-        self.runs = 0
+        self.runs = self.step = 0
         self.drawn: list[list[dict[str, np.ndarray]]] = []
+        self.policy_runs: list[list[PolicyRun]] = []
 
     def reset(self) -> None:
         self.queue.clear()
         self.drawn.append([])
+        self.policy_runs.append([])
+        self.step = 0
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         if not self.queue:
-            outputs = self.runner({**to_float_frames(observation, self.cameras), **self.extra})
+            batch = {**to_float_frames(observation, self.cameras), **self.extra}
+            outputs = self.runner(batch)
             self.queue.extend(chunk_rows(np.asarray(outputs[self.action_index])))
             self.runs += 1
             if self.keep:
                 self.drawn[-1].append({name: np.asarray(outputs[index]) for name, index in self.keep.items()})
+            if self.record:
+                self.policy_runs[-1].append(PolicyRun(self.step, {k: np.array(v) for k, v in batch.items()},
+                                                      [np.asarray(output) for output in outputs]))
+        self.step += 1
         return np.asarray(self.queue.popleft(), dtype=np.float32)
 
 
@@ -123,27 +149,33 @@ class PackageDriver:
     ``images[.cam]``); their frames are handed over as float32 NCHW in [0, 1]. ``task``: the task
     string fed every step (a package that tokenizes its task; ``extra``: inputs fed every step, e.g. the task's
     token ids to a package without its tokenizer). ``keep``: outputs the graph draws
-    itself, kept per model run in :attr:`drawn` (one list per episode).
+    itself, kept per model run in :attr:`drawn` (one list per episode). ``record``: the graph's output names;
+    when given, every model run is kept as a :class:`PolicyRun` in :attr:`policy_runs` (what the graph was fed
+    after the package's pre-processors, its raw outputs in that order).
     """
 
     def __init__(self, model: Any, float_cameras: Collection[str] = (), task: str | None = None,
-                 keep: Collection[str] = (), extra: Mapping[str, np.ndarray] | None = None) -> None:
+                 keep: Collection[str] = (), extra: Mapping[str, np.ndarray] | None = None,
+                 record: Sequence[str] = ()) -> None:
         self.model, self.float_cameras, self.task, self.keep = model, set(float_cameras), task, list(keep)
-        self.extra = dict(extra or {})
+        self.extra, self.record = dict(extra or {}), list(record)
         self.drawn: list[list[dict[str, np.ndarray]]] = []
+        self.policy_runs: list[list[PolicyRun]] = []
+        self.step = 0
+        if self.keep or self.record:
+            watch_runs(model, self._ran)
+
+    def _ran(self, inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
         if self.keep:
-            original = model.runner.run
-
-            def watched(adapter: Any, inputs: Any) -> Any:
-                outputs = original(adapter, inputs)
-                self.drawn[-1].append({name: np.asarray(outputs[name]) for name in self.keep})
-                return outputs
-
-            setattr(model.runner, "run", watched)  # noqa: B010 - an instance attribute shadows the method
+            self.drawn[-1].append({name: outputs[name] for name in self.keep})
+        if self.record:
+            self.policy_runs[-1].append(PolicyRun(self.step, inputs, [outputs[name] for name in self.record]))
 
     def reset(self) -> None:
         self.model.reset()
         self.drawn.append([])
+        self.policy_runs.append([])
+        self.step = 0
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         feed: dict[str, Any] = {**observation, **self.extra}
@@ -152,7 +184,9 @@ class PackageDriver:
             feed.update({k: v.numpy() for k, v in converted.items()})
         if self.task is not None:
             feed["task"] = [self.task]
-        return np.asarray(self.model.select_action(feed), dtype=np.float32).reshape(-1)
+        row = np.asarray(self.model.select_action(feed), dtype=np.float32).reshape(-1)
+        self.step += 1
+        return row
 
 
 class HistoryDriver:
@@ -171,6 +205,10 @@ class HistoryDriver:
     @property
     def drawn(self) -> Any:
         return getattr(self.driver, "drawn", [])
+
+    @property
+    def policy_runs(self) -> list[list[PolicyRun]]:
+        return list(getattr(self.driver, "policy_runs", []))
 
     def reset(self) -> None:
         self.history.reset()

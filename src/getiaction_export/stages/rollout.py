@@ -12,8 +12,14 @@ so small errors can compound. With ``rollout=<task>``:
   the others (the reloaded checkpoint, OpenVINO INT8, ExecuTorch) through the runtime they were
   verified in, behind the same action queue. Per step it records the action gap and the tracked
   state's gap (PushT: the agent position, in pixels), per episode reward and success of both.
-- The gate: the tracked state's gap at every step within ``rollout.max_gap.<precision>`` (default:
-  the adapter's ``max_gap``). An artifact beyond it is not promoted (exit code 4).
+- The on-path check (:mod:`getiaction_export.rollout.on_path`): PyTorch run on every observation the
+  artifact's policy ran on in its episodes, held to the format's per-call parity bound.
+- The gate: every on-path run within its bound, and the tracked state's gap at every step within
+  ``rollout.max_gap.<precision>`` (default: the adapter's ``max_gap``), except that an fp32 artifact whose
+  run parted from PyTorch's while it acted as PyTorch on every observation it met passes with a ``!``
+  line naming where PyTorch itself answers the two runs' observations differently (a camera frame's
+  pixels flip: the loop amplified a difference of rounding). An artifact that fails is not promoted
+  (exit code 4).
 """
 
 from __future__ import annotations
@@ -125,6 +131,7 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
             runs = _episodes(state, task, driver, f"[rollout] {outcome.name}")
         if task.drawn:  # the policy draws (noise): PyTorch on the artifact's draws, chunk by chunk
             replay = _replayed(state, task, driver.drawn, echo)
+        on_path = _on_path(state, outcome, driver.policy_runs)
     except Exception as error:  # recorded, so result.json's rollout says this format failed, and why
         outcome.rollout = {"driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound,
                            "max_gap_source": source, "passed": False, "error": first_line(error), "episodes": []}
@@ -136,28 +143,83 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
                                                                                             strict=True))]
     worst = max(episodes, key=lambda e: (not math.isfinite(e["max_state_gap"]), _finite_or_0(e["max_state_gap"])))
     gap = worst["max_state_gap"]
+    within = math.isfinite(gap) and gap <= bound
+    # an fp32 artifact that acted as PyTorch on every observation it met, within the bound PyTorch's own float32
+    # rounding sets (not one a user loosened), did not make the runs part
+    parted = (not within and math.isfinite(gap) and precision == "fp32" and bool(on_path and on_path["passed"])
+              and on_path is not None and on_path["model_bound"])
     outcome.rollout = {
         "driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound, "max_gap_source": source,
         "max_state_gap": gap, "max_action_gap": max(e["max_action_gap"] for e in episodes),
         "float64_drift": drift,
         "worst": {"seed": worst["seed"], "step": int(np.argmax(worst["state_gap"]))},
         "success": {side: sum(e["success"][side] for e in episodes) for side in ("torch", "artifact")},
-        "passed": math.isfinite(gap) and gap <= bound, "seconds": round(time.perf_counter() - started, 3),
+        "on_path": on_path,
+        "passed": (within or parted) and (on_path is None or bool(on_path["passed"])),
+        "seconds": round(time.perf_counter() - started, 3),
         "episodes": episodes,
     }
     record = outcome.rollout
     unit = f" {adapter.unit}" if adapter.unit else ""
+    if parted:
+        record["parted"] = _parted(state, outcome, driver.policy_runs, references, worst, bound)
     summary = (f"{outcome.name}: {adapter.tracked_name} within {gap:.2e}{unit} of PyTorch's over "
                f"{_episodes_text(runs)} "
                f"({sum(r.steps for r in runs)} steps; bound {bound:g}{unit} for {precision}), max action gap "
                f"{record['max_action_gap']:.2e}, success PyTorch {record['success']['torch']}/{len(runs)}, "
                f"{outcome.name} {record['success']['artifact']}/{len(runs)} ({how})")
+    if on_path is not None and not on_path["passed"]:
+        where = on_path["worst"] or {"seed": config.seed, "step": 0}
+        raise VerificationError(
+            f"rollout: {outcome.name} differs from PyTorch on an observation it met in closed loop (step "
+            f"{where['step']} of episode seed {where['seed']}: {'; '.join(on_path['failures'])}), beyond the per-call "
+            "bound it met on the parity gate's inputs")
     if not record["passed"]:
         raise VerificationError(
             f"rollout: {outcome.name}'s {adapter.tracked_name} strayed {gap:.3g}{unit} from PyTorch's at step "
             f"{record['worst']['step']} of episode seed {worst['seed']} (bound {bound:g}{unit} for {precision}, "
             f"{source}; override with rollout.max_gap.{precision}=...)")
+    if on_path is not None:
+        echo(f"[rollout] ✓ {outcome.name} on its own path: PyTorch given the {on_path['runs']} observations "
+             f"{outcome.name}'s policy ran on does what it did (max abs diff {on_path['max_abs_diff']:.2e})")
+    if parted:
+        witness = record["parted"].get("witness") or {}
+        seen = (f"; PyTorch itself answers the two runs' observations at step {witness['step']} "
+                f"({witness['state_gap']:.2g}{unit} apart) with actions {witness['action_gap']:.3g} apart"
+                if witness else "")
+        echo(f"[rollout] ! {outcome.name}: the runs parted at step {record['parted']['step']} of episode seed "
+             f"{worst['seed']} ({gap:.3g}{unit} > {bound:g}{unit}) though {outcome.name} acted as PyTorch on every "
+             f"observation it met: the closed loop amplified a difference of rounding{seen}")
     echo(f"[rollout] ✓ {summary}  {record['seconds']:.2f} s")
+
+
+def _on_path(state: JobState, outcome: FormatOutcome, policy_runs: list[Any]) -> dict[str, Any] | None:
+    """PyTorch on the observations the artifact's policy ran on (:func:`~getiaction_export.rollout.on_path.on_path`);
+    None for a format with no per-call bound (the checkpoint is held bit-identical per call instead)."""
+    from getiaction_export.parity.fp32_bound import FITS, SOURCE
+    from getiaction_export.rollout.on_path import on_path
+
+    verification = outcome.verification
+    if verification is None or state.graph is None or not any(policy_runs):
+        return None
+    seeds = [state.config.rollout.seed + episode for episode in range(len(policy_runs))]
+    names = state.graph.output_names
+    figures = on_path(verification.reference, verification.bounds(), names, policy_runs, seeds)
+    source = verification.tolerances.get(names[0], {}).get("source")
+    return {**figures, "bound_source": source, "model_bound": source in (FITS, SOURCE)}
+
+
+def _parted(state: JobState, outcome: FormatOutcome, policy_runs: list[Any], references: list[Run],
+            worst: dict[str, Any], bound: float) -> dict[str, Any]:
+    """Where the worst episode's runs parted, and PyTorch's own answer to the two runs' observations there."""
+    from getiaction_export.rollout.on_path import loop_witness
+
+    assert outcome.verification is not None and state.graph is not None
+    index = worst["seed"] - state.config.rollout.seed
+    step = next(i for i, value in enumerate(worst["state_gap"]) if value > bound)
+    witness = loop_witness(outcome.verification.reference, state.graph.output_names, policy_runs[index],
+                           references[index], worst["state_gap"])
+    return {"seed": worst["seed"], "step": step, "witness": witness}
 
 
 def rollout_bound(precision: str, given: dict[str, float], adapter: Any, drift: float | None) -> tuple[float, str]:
@@ -297,12 +359,14 @@ def _driver(state: JobState, outcome: FormatOutcome, stack: ExitStack) -> tuple[
         tokenizes = bool((state.package_extras or {}).get("task"))
         tokens = {} if tokenizes else {name: tensor.numpy() for name, tensor in task.task_inputs.items()}
         return (PackageDriver(model, task.cameras - fed_raw, task=task.task if tokenizes else None,
-                              keep=list(task.drawn), extra=tokens),
+                              keep=list(task.drawn), extra=tokens,
+                              record=state.graph.output_names if outcome.verification is not None else ()),
                 f"physicalai select_action on the package, {outcome.name} backend{hint}")
     if outcome.runner is None:
         raise VerificationError(f"rollout: {outcome.name} has no verified runtime to drive")
     keep = {name: task.outputs.index(name) for name in task.drawn if name in task.outputs}
-    return (QueueDriver(outcome.runner, task.cameras, extra=task.task_inputs, keep=keep),
+    return (QueueDriver(outcome.runner, task.cameras, extra=task.task_inputs, keep=keep,
+                        record=outcome.verification is not None),
             f"{outcome.runtime} behind a select_action queue")
 
 
