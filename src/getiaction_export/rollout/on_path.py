@@ -80,28 +80,27 @@ def on_path(reference: Any, bounds: Mapping[str, Tolerance], output_names: Seque
 
 
 def loop_witness(reference: Any, output_names: Sequence[str], episode: Sequence[PolicyRun], torch_run: Run,
-                 state_gap: Sequence[float]) -> dict[str, Any] | None:
-    """Where PyTorch itself answers the two runs' observations most differently, in one episode.
+                 state_gap: Sequence[float], parted: int) -> dict[str, Any] | None:
+    """PyTorch's own answer to the two runs' observations where they parted, in one episode.
 
-    For each of the artifact's runs: PyTorch's chunk on the artifact's observation (on-path, conditioned
-    on what the artifact drew) beside the rows PyTorch played from its own observation at the same
-    steps. Returns that run's ``step``, the tracked-state gap there (``state_gap``) and the
-    ``action_gap`` PyTorch alone makes of the two observations; None when no run overlaps.
+    ``parted``: the first step whose tracked-state gap is beyond the bound; the artifact's run whose
+    chunk played the action before it is the witness: PyTorch's chunk on the artifact's observation
+    there (on-path, conditioned on what the artifact drew) beside the rows PyTorch played from its own
+    observation at the same steps. Returns that run's ``step``, the tracked-state gap there
+    (``state_gap``) and the ``action_gap`` PyTorch alone makes of the two observations; None when no
+    run precedes ``parted``.
     """
     from getiaction_export.parity.runtimes import conditioned
 
-    best: dict[str, Any] | None = None
-    for run in episode:
-        played = np.asarray(torch_run.actions[run.step:run.step + 1_000_000])
-        if not len(played) or run.step >= len(state_gap):
-            continue
-        drawn = dict(zip(output_names, run.outputs, strict=False))
-        rows = chunk_rows(reference(conditioned(reference, torch_batch(run.inputs), drawn))[0])
-        count = min(len(rows), len(played))
-        gap = float(np.max(np.abs(rows[:count] - played[:count])))
-        if best is None or gap > best["action_gap"]:
-            best = {"step": run.step, "state_gap": float(state_gap[run.step]), "action_gap": gap}
-    return best
+    before = [run for run in episode if run.step < parted and run.step < len(torch_run.actions)]
+    if not before:
+        return None
+    run = before[-1]
+    drawn = dict(zip(output_names, run.outputs, strict=False))
+    rows = chunk_rows(reference(conditioned(reference, torch_batch(run.inputs), drawn))[0])
+    played = np.asarray(torch_run.actions[run.step:run.step + len(rows)])
+    gap = float(np.max(np.abs(rows[:len(played)] - played)))
+    return {"step": run.step, "state_gap": float(state_gap[run.step]), "action_gap": gap}
 
 
 def torch_batch(inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -185,8 +185,8 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     if parted:
         witness = record["parted"].get("witness") or {}
         seen = (f"; PyTorch itself answers the two runs' observations at step {witness['step']} "
-                f"({witness['state_gap']:.2g}{unit} apart) with actions {witness['action_gap']:.3g} apart"
-                if witness else "")
+                f"({witness['state_gap']:.2g}{unit} apart) with actions {witness['action_gap']:.3g} apart, "
+                f"{outcome.name} on its own {on_path['max_abs_diff']:.2g} from PyTorch at most" if witness else "")
         echo(f"[rollout] ! {outcome.name}: the runs parted at step {record['parted']['step']} of episode seed "
              f"{worst['seed']} ({gap:.3g}{unit} > {bound:g}{unit}) though {outcome.name} acted as PyTorch on every "
              f"observation it met: the closed loop amplified a difference of rounding{seen}")
@@ -218,7 +218,7 @@ def _parted(state: JobState, outcome: FormatOutcome, policy_runs: list[Any], ref
     index = worst["seed"] - state.config.rollout.seed
     step = next(i for i, value in enumerate(worst["state_gap"]) if value > bound)
     witness = loop_witness(outcome.verification.reference, state.graph.output_names, policy_runs[index],
-                           references[index], worst["state_gap"])
+                           references[index], worst["state_gap"], step)
     return {"seed": worst["seed"], "step": step, "witness": witness}
 
 
@@ -289,9 +289,10 @@ def _reference(state: JobState, task: Rollout, echo: Callable[[str], None]) -> N
 def _float64_drift(state: JobState, task: Rollout, echo: Callable[[str], None]) -> None:
     """PyTorch's episodes again in float64: how far its own float32 run strays in closed loop (``float64_drift``).
 
-    A large policy's float32 rounding can compound at a chunk boundary into pixels (a default-size
-    LeRobot Diffusion: 9.6 px, benchmarks/RESULTS.md section 10); an fp32 artifact is then held to
-    :data:`DRIFT_MULTIPLE` times that drift where it exceeds the task's default bound.
+    A policy whose own float32 rounding compounds in closed loop beyond the task's default bound holds an
+    fp32 artifact to :data:`DRIFT_MULTIPLE` times that drift. (Runs that part because a rendered pixel
+    flips are told apart by the on-path check instead: a default-size LeRobot Diffusion,
+    benchmarks/RESULTS.md section 10.)
     """
     from getiaction_export.parity.fp32_bound import Float64Runner
 
