@@ -57,15 +57,14 @@ from getiaction.errors import ExitCode, GetiActionError
 from getiaction_export.files import sha256_of
 from getiaction_export.physicalai.manifest import (
     BACKEND_SUFFIX,
-    F32_CALL,
     MANIFEST_FILE,
     MANIFEST_FORMAT,
     SAFE_NAME,
     SECTION,
-    default_call,
     drivability,
     is_image_input,
 )
+from getiaction_export.physicalai.precision import F32_CALL, default_call
 from getiaction_export.physicalai.reference_check import (
     Refused,
     check_fresh,

@@ -17,9 +17,9 @@ this module writes:
   OpenVINO's CPU default precision is bfloat16 there (AVX512-BF16/AMX; ACT ~1 %, diffusion ~2-3 % of
   the largest |action| off PyTorch): the ONNX backend runs the numbers this tool verified in f32.
   Ask for OpenVINO in f32 explicitly with ``InferenceModel(dir, backend="openvino", INFERENCE_PRECISION_HINT="f32")``
-  (:data:`F32_CALL`). A folder holding only the IR loads in bf16 on such a CPU; the runtime check
+  (:data:`.precision.F32_CALL`). A folder holding only the IR loads in bf16 on such a CPU; the runtime check
   verifies that load too, and ``getiaction.backends.<b>.default_load`` records, per backend,
-  what the hint-free load (:func:`default_call`) computes in and how far it is from PyTorch.
+  what the hint-free load (:func:`.precision.default_call`) computes in and how far it is from PyTorch.
 - ``model.runner``: ``{"type": "single_pass"}``, the only runner; it takes no arguments
   (a ``chunk_size`` there is rejected), ``select_action`` queues the rows of each chunk itself.
 - ``model.preprocessors``: the runtime's own ``to_float_tensor`` when the graph has camera
@@ -33,7 +33,8 @@ this module writes:
   descriptive, used by the runtime's benchmark input source.
 - Our provenance goes under the top-level key ``getiaction``: the manifest model keeps unknown
   top-level keys (``extra="allow"``, meant for domain layers), where extra keys inside
-  ``metadata`` would be silently dropped on a round-trip through the runtime's ``Manifest``.
+  ``metadata`` would be silently dropped on a round-trip through the runtime's ``Manifest``. What its
+  blocks hold (task, noise, each backend's runtime check and hint-free load): :mod:`.provenance`.
 
 The manifest holds nothing time-dependent, and only relative file names: the folder is copied to a
 robot as is. It names the machine the figures were taken on (``getiaction.machine``: CPU model, ISA
@@ -63,7 +64,17 @@ from typing import TYPE_CHECKING, Any
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.physicalai import precision as machine_precision
 from getiaction_export.physicalai.history import HISTORY_SOURCE, history_of
-from getiaction_export.physicalai.precision import F32_CALL, OPENVINO_F32, default_call
+from getiaction_export.physicalai.precision import OPENVINO_F32
+from getiaction_export.physicalai.provenance import (
+    default_load_summary,
+    history_steps,
+    input_names,
+    noise_section,
+    plain_config,
+    runtime_summary,
+    task_inputs,
+    task_section,
+)
 from getiaction_export.physicalai.reference_set import figures_at_export
 
 if TYPE_CHECKING:
@@ -336,9 +347,9 @@ def manifest_section(
         "default_backend": default,
         "default_backend_reason": why_default,
         "backends": backends,
-        "robot_loop": drivability(graph.inputs, task=_task_inputs(state), history=_history(state)),
-        "history": history_of(graph.inputs, _history(state)),
-        "input_names": _input_names(built.module),
+        "robot_loop": drivability(graph.inputs, task=task_inputs(state), history=history_steps(state)),
+        "history": history_of(graph.inputs, history_steps(state)),
+        "input_names": input_names(built.module),
         "play_warning": getattr(built.module, "play_warning", None),
         "task": task_section(state),
         "noise": noise_section(state),
@@ -357,98 +368,3 @@ def package_manifest(
     return build_manifest(state.config.policy_name, state.built.class_path, artifacts,
                           section.get("inputs", []), section.get("outputs", []), section,
                           extras.get("preprocessors", ()))
-
-
-def _input_names(module: Any) -> dict[str, Any] | None:
-    """``getiaction.input_names``: the source's own input names -> the graph's (a LeRobot policy under the names
-    physicalai's robot loop feeds: :mod:`getiaction_export.sources.robot_names`)."""
-    names = getattr(module, "lerobot_input_names", None)
-    return {"from_lerobot": dict(names), "fed_by": "physicalai's robot loop (PolicySource)"} if names else None
-
-
-def _history(state: JobState) -> int:
-    """How many observations the graph's inputs carry on axis 1 (0: none; LeRobot Diffusion's ``n_obs_steps``)."""
-    module = state.built.module if state.built else None
-    return int(getattr(module, "history", 0) or 0)
-
-
-def _task_inputs(state: JobState) -> list[str]:
-    return list(((state.package_extras or {}).get("task") or {}).get("inputs") or [])
-
-
-def task_section(state: JobState) -> dict[str, Any] | None:
-    """``getiaction.task``: the tokenizer the package ships and its check against the policy's own tokenizer."""
-    extras = state.package_extras
-    if not extras or not extras.get("task"):
-        return None
-    return {"reads": "task", "writes": extras["task"]["inputs"], "preprocessors": extras["preprocessors"],
-            "files": {name: (extras.get("sha256") or {}).get(name) for name in extras["files"]},
-            "check": extras.get("check")}
-
-
-def noise_section(state: JobState) -> dict[str, Any] | None:
-    """``getiaction.noise``: outputs the graph draws itself, and the reference input each was verified as."""
-    reference = state.reference
-    pairs = dict(getattr(reference, "conditioned_on", None) or {})
-    if not pairs:
-        return None
-    return {"drawn_by_graph": list(pairs), "verified_as_reference_input": pairs,
-            "how": "every call draws fresh noise and returns it; the parity gate and runtime check ran the reference "
-                   "on the noise the graph returned"}
-
-
-def runtime_summary(figures: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a runtime check the manifest keeps (no timings: the manifest is reproducible)."""
-    chunk, loop = figures.get("chunk") or {}, figures.get("robot_loop") or {}
-    summary: dict[str, Any] = {
-        "physicalai": figures.get("physicalai"), "passed": figures.get("passed"), "inputs": figures.get("cases"),
-        "max_abs_diff": {name: o["max_abs_diff"] for name, o in (figures.get("parity") or {}).items()},
-    }
-    if chunk:
-        summary["predict_action_chunk"] = chunk["shape"]
-        summary["select_action_rows_in_order"] = chunk["select_action"]["rows_in_order"]
-    if loop.get("uint8_frames"):
-        summary["uint8_frames_max_abs_diff"] = loop["uint8_frames"]["max_abs_diff"]
-    return summary
-
-
-def default_load_summary(
-    backend: str, default_backend: str | None, precision: str, figures: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """``backends.<b>.default_load``: what the hint-free load computes in, and how far from PyTorch.
-
-    ``figures``: the runtime check's ``default_load`` (None when it did not run: then only what
-    this machine would compute in). ``precision``: the format's (``fp32``/``fp16``).
-
-    >>> default_load_summary("onnx", "onnx", "fp32", None)
-    {'call': 'InferenceModel(dir)', 'precision': 'f32', 'checked': False}
-    """
-    call = default_call(backend, default_backend)
-    if backend == "openvino":
-        predicted = machine_precision.openvino_default_precision() or "unknown"
-    else:
-        predicted = "f16" if precision == "fp16" else "f32"
-    if not figures:
-        return {"call": call, "precision": predicted, "checked": False}
-    summary = {"call": call, "precision": figures["precision"], "checked": True,
-               **{key: figures.get(key) for key in ("max_abs_diff", "relative", "tolerance", "passed", "gated")}}
-    if backend == "openvino":
-        summary["export_cpu_bf16"] = figures.get("cpu_bf16")
-        summary["f32_call"] = F32_CALL
-        summary["note"] = ("without INFERENCE_PRECISION_HINT, OpenVINO computes in bf16 on CPUs with bfloat16 "
-                           "(AVX512-BF16/AMX) and in f32 on others; measured on the export machine")
-    return summary
-
-
-def plain_config(module: Any) -> Any:
-    """The policy's dataclass config as plain data, or None (a plain module, or one that does not serialize)."""
-    from getiaction.errors import GetiActionError
-    from getiaction.export.serialization import to_plain
-
-    config = getattr(module, "config", None)
-    if config is None:
-        return None
-    try:
-        return to_plain(config)
-    except (GetiActionError, TypeError, ValueError):
-        return None

@@ -16,7 +16,6 @@ import numpy as np
 
 from getiaction_export.files import sha256_of
 from getiaction_export.physicalai.manifest import (
-    F32_CALL,
     MANIFEST_FILE,
     PACKAGE_FORMATS,
     SECTION,
@@ -24,6 +23,7 @@ from getiaction_export.physicalai.manifest import (
     package_manifest,
     write_manifest,
 )
+from getiaction_export.physicalai.precision import F32_CALL
 from getiaction_export.physicalai.reference_set import REFERENCE_FILE, select, write_reference
 from getiaction_export.physicalai.task import numpy_feed, promote_extras, task_feed
 from getiaction_export.state import FormatOutcome, JobState
