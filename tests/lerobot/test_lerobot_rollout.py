@@ -78,6 +78,12 @@ def test_a_lerobot_diffusion_with_an_observation_history_rolls_out_like_lerobot(
     # LeRobot's inference on the very 2-step histories the package's graph was fed in its own episode
     assert record["on_path"]["passed"] and record["on_path"]["runs"] == 24 // 4, record["on_path"]  # n_action_steps 4
     assert [step for step, _ in record["on_path"]["per_run"][0]] == [0, 4, 8, 12, 16, 20]
+    # at export, the package ran behind physicalai's own robot-loop source that keeps the history (HistorySource)
+    loop = result["runtime_check"]["backends"]["onnx"]["robot_loop"]
+    assert loop["ok"] and loop["uint8_frames"] is None, loop
+    assert loop["policy_source"]["source"] == "HistorySource" and loop["policy_source"]["passed"], loop
+    assert loop["policy_source"]["keys"] == ["images", "state"] and loop["feeds"]["history"].startswith(
+        "getiaction_export.physicalai.robot_loop.HistorySource keeps the last 2")
     history = json.loads((tmp_path / "job" / "manifest.json").read_text())["getiaction"]["history"]
     assert history["n_obs_steps"] == 2 and history["action_source"].endswith("robot_loop.HistorySource")
     assert set(history["inputs"]) == {"state", "images"}

@@ -75,12 +75,26 @@ class ObservationHistory:
         return out
 
 
+def in_history(name: str) -> bool:
+    """Whether a graph input of that name carries the observation history (``state``, ``images[.cam]``)."""
+    return name == "state" or name.startswith("images")
+
+
+def single_step(inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The input specs as the robot loop feeds one tick: the history axis (1) dropped from the history inputs.
+
+    >>> single_step([{"name": "state", "shape": [1, 2, 7]}, {"name": "task_ids", "shape": [1, 9]}])
+    [{'name': 'state', 'shape': [1, 7]}, {'name': 'task_ids', 'shape': [1, 9]}]
+    """
+    return [{**spec, "shape": [spec["shape"][0], *spec["shape"][2:]]} if in_history(str(spec["name"])) else dict(spec)
+            for spec in inputs]
+
+
 def history_of(inputs: Sequence[Mapping[str, Any]], steps: int) -> dict[str, Any] | None:
     """``getiaction.history`` of a graph whose inputs carry ``steps`` observations on axis 1 (None: no such axis)."""
     if steps < 1:
         return None
-    keys = [str(spec["name"]) for spec in inputs if str(spec["name"]) == "state"
-            or str(spec["name"]).startswith("images")]
+    keys = [str(spec["name"]) for spec in inputs if in_history(str(spec["name"]))]
     return {"n_obs_steps": steps, "inputs": keys, "action_source": HISTORY_SOURCE,
             "helper": "getiaction_export.physicalai.history.ObservationHistory",
             "start": "the first observation of an episode fills every step (LeRobot's populate_queues)"}

@@ -15,7 +15,8 @@ package folder and one backend it checks:
 - **the robot loop's input layout**: camera frames as ``(1, H, W, 3)`` uint8 through the
   manifest's ``to_float_tensor`` step give PyTorch's output on ``frame / 255`` in NCHW; and
   the observation physicalai's own ``PolicySource`` assembles reaches the graph (with one
-  camera it feeds ``images``, see :func:`~getiaction_export.physicalai.manifest.drivability`).
+  camera it feeds ``images``, see :func:`~getiaction_export.physicalai.manifest.drivability`;
+  a graph with an observation history behind ``HistorySource``, which keeps it).
 - **the default load**: what a robot gets with no hints, ``InferenceModel(folder)`` (or
   ``backend="openvino"`` for a backend that is not the default), on the same inputs. ONNX: the
   load above (onnxruntime computes in the graph's own precision). OpenVINO: compiled with
@@ -58,6 +59,7 @@ from getiaction_export.physicalai.default_load import (
     default_load,
     default_load_failure,
 )
+from getiaction_export.physicalai.history import in_history, single_step
 from getiaction_export.physicalai.manifest import (
     OPENVINO_F32,
     camera_name,
@@ -164,40 +166,50 @@ def check_robot_loop(
     seed: int,
     feed_of: Feed = numpy_feed,
     task: Sequence[str] = (),
+    history: int = 0,
 ) -> dict[str, Any]:
     """uint8 ``(1, H, W, 3)`` frames through the manifest's preprocessing, and the loop's own observation.
 
     ``task``: the graph inputs the package's tokenizer writes (see :func:`~.manifest.drivability`).
+    ``history``: the observations a graph's ``state``/``images`` carry on axis 1; the loop's observation then
+    goes through :class:`~getiaction_export.physicalai.robot_loop.HistorySource` (the first tick of an
+    episode: every step is that observation, as LeRobot's queues fill) and no package step converts frames.
     """
     import torch
 
     from getiaction_export.parity.tolerance import compare
 
-    record = drivability(inputs, task)
-    frames = frames_for(inputs, observation, seed)
+    record = drivability(inputs, task, history)
+    step = {name: tensor[:, -1] if history and in_history(name) else tensor for name, tensor in observation.items()}
+    frames = frames_for(single_step(inputs) if history else inputs, step, seed)
     as_floats = {name: torch.from_numpy(frame).permute(0, 3, 1, 2).float() / 255 for name, frame in frames.items()}
     watch = _Watch(model)
 
     def expected() -> np.ndarray:
-        return watch.expected(reference, {**observation, **as_floats}, action_index)
+        batch = {**step, **as_floats}
+        if history:  # the first tick of an episode fills every step with its observation
+            batch = {name: torch.stack([tensor] * history, dim=1) if in_history(name) else tensor
+                     for name, tensor in batch.items()}
+        return watch.expected(reference, batch, action_index)
 
     record["uint8_frames"] = None
-    if frames:
-        feed = {**feed_of(observation), **frames}
+    if frames and not history:
+        feed = {**feed_of(step), **frames}
         got = np.asarray(model.predict_action_chunk(feed))
         record["uint8_frames"] = compare(expected(), got, atol, rtol)
-    if record["ok"] and "state" in observation:
+    if record["ok"] and "state" in step:
         tasks = getattr(feed_of, "tasks_of", None)
-        record["policy_source"] = _through_policy_source(model, observation, frames, expected, atol, rtol,
-                                                         tasks(observation)[0] if tasks else None)
+        record["policy_source"] = _through_policy_source(model, step, frames, expected, atol, rtol,
+                                                         tasks(observation)[0] if tasks else None, history)
     return record
 
 
 def _through_policy_source(
     model: Any, observation: Mapping[str, torch.Tensor], frames: Mapping[str, np.ndarray],
-    expected: Callable[[], np.ndarray], atol: float, rtol: float, task: str | None = None,
+    expected: Callable[[], np.ndarray], atol: float, rtol: float, task: str | None = None, history: int = 0,
 ) -> dict[str, Any]:
-    """The observation physicalai's ``PolicySource`` builds from a robot state and camera frames, run by the model."""
+    """The observation physicalai's ``PolicySource`` builds from a robot state and camera frames, run by the model
+    (``HistorySource`` for a graph with an observation ``history``)."""
     from physicalai.capture.frame import Frame
     from physicalai.runtime.action_sources.policy import PolicySource
 
@@ -205,12 +217,18 @@ def _through_policy_source(
 
     robot = types.SimpleNamespace(state=observation["state"].numpy()[0], images=None)
     cameras = {camera_name(name): Frame(data=frame[0], timestamp=0.0, sequence=0) for name, frame in frames.items()}
-    fed = PolicySource(model, task=task).to_model_input(robot, cameras)
+    if history:
+        from getiaction_export.physicalai.robot_loop import HistorySource
+
+        source: Any = HistorySource(model, task=task, n_obs_steps=history)
+    else:
+        source = PolicySource(model, task=task)
+    fed = source.to_model_input(robot, cameras)
     try:
         got = np.asarray(model.predict_action_chunk(fed))
     except KeyError as error:  # drivability() said the keys match; the runtime disagrees
         raise ExportError(f"physicalai's robot loop feeds {sorted(fed)}: {first_line(error)}") from error
-    return {"keys": sorted(fed), **compare(expected(), got, atol, rtol)}
+    return {"keys": sorted(fed), "source": type(source).__name__, **compare(expected(), got, atol, rtol)}
 
 
 def _loaded(folder: Path, backend: str, default_backend: str | None, expected_file: str) -> tuple[Any, dict[str, Any]]:
@@ -245,12 +263,14 @@ def check_package(
     graph_precision: str = "f32",
     feed: Feed = numpy_feed,
     task: Sequence[str] = (),
+    history: int = 0,
 ) -> dict[str, Any]:
     """Every check of the module doc on one backend of the package in ``folder``; the figures.
 
     ``graph_precision``: what the model file computes in by itself (``f32``; ``f16`` for an fp16
     ONNX export), which is what onnxruntime runs. ``feed``: a case -> what the model is called with
     (task strings for a package that tokenizes its task; ``task``: the inputs its tokenizer writes).
+    ``history``: the observations the graph's inputs carry on axis 1 (LeRobot Diffusion's ``n_obs_steps``).
 
     Raises :class:`ExportError` when the runtime cannot load or run the package,
     :class:`VerificationError` when its numbers differ from PyTorch's beyond the tolerance, and
@@ -280,7 +300,7 @@ def check_package(
         figures["chunk"] = check_chunks(model, reference, action_index, ones[0], ones[1], action_atol, action_rtol,
                                         feed)
         figures["robot_loop"] = check_robot_loop(model, reference, action_index, inputs, ones[0],
-                                                 action_atol, action_rtol, seed, feed, task)
+                                                 action_atol, action_rtol, seed, feed, task, history)
     else:
         figures["chunk"] = figures["robot_loop"] = None  # a static batch other than 1: no batch-1 calls
     _raise_on_failures(figures, backend)

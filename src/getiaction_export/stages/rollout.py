@@ -182,7 +182,7 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     if on_path is not None:
         echo(f"[rollout] ✓ {outcome.name} on its own path: PyTorch given the {on_path['runs']} observations "
              f"{outcome.name}'s policy ran on does what it did (max abs diff {on_path['max_abs_diff']:.2e})")
-    if parted:
+    if parted and on_path is not None:
         witness = record["parted"].get("witness") or {}
         seen = (f"; PyTorch itself answers the two runs' observations at step {witness['step']} "
                 f"({witness['state_gap']:.2g}{unit} apart) with actions {witness['action_gap']:.3g} apart, "

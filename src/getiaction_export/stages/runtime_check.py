@@ -66,4 +66,5 @@ def _check(replica: Path, state: JobState, outcome: FormatOutcome, default: str)
     return check_package(replica, outcome.name, default, outcome.final[0].name, verification.reference,
                          cases, state.graph.output_names, verification.bounds(), state.graph.inputs,
                          seed=outcome.schema.seed, graph_precision="f16" if outcome.precision == "fp16" else "f32",
-                         feed=feed or numpy_feed, task=feed.token_inputs if feed else ())
+                         feed=feed or numpy_feed, task=feed.token_inputs if feed else (),
+                         history=int(getattr(state.built.module, "history", 0) or 0) if state.built else 0)
