@@ -129,6 +129,10 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
             "driver": record.get("driver"),
             "success": record.get("success"),
             "parity_max_abs": ((export.get("parity") or {}).get("action") or {}).get("max_abs_diff"),
+            # PyTorch on the observations the artifact met (the on-path check), and where the runs parted
+            "on_path": {key: (record.get("on_path") or {}).get(key) for key in ("runs", "max_abs_diff", "atol",
+                                                                               "passed", "worst")},
+            "parted": record.get("parted"),
         }
     torch_run = rollout.get("torch") or {}
     return {"status": result.get("status"), "error": result.get("error"),
@@ -180,13 +184,17 @@ def report(data: dict[str, Any]) -> str:
     lines = [f"Machine: {data['cpu']}. Commit measured: `{data['commit'][:7]}`; rollout seed 0.", "",
              "| policy (formats) | parameters | episodes x steps | export onnx / openvino (s) | rollout PyTorch "
              "(LeRobot) (s) | rollout onnx / openvino (s) | max state gap onnx / openvino (px) | max action gap onnx "
-             "/ openvino | gate (fp32 0.01 px) | job (s) | peak RSS (GB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "/ openvino | on its own path onnx / openvino (max abs diff) | gate (fp32 0.01 px) | job (s) | peak RSS "
+             "(GB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for kind, r in data["policies"].items():
         f = r.get("formats") or {}
         o, v = f.get("onnx") or {}, f.get("openvino") or {}
         gates = {name: record.get("passed") for name, record in f.items() if record.get("passed") is not None}
-        gate = ", ".join(f"{name} {'pass' if ok else 'FAIL'}" for name, ok in gates.items()) or "—"
+        parted = {name: (record.get("parted") or {}).get("step") for name, record in f.items()}
+        gate = ", ".join(f"{name} {'pass' if ok else 'FAIL'}"
+                         + (f" (runs parted at step {parted[name]})" if parted.get(name) is not None else "")
+                         for name, ok in gates.items()) or "—"
         if r.get("status") != "ok":
             gate += f" (job {r.get('status')}, exit {r.get('returncode')})"
         lines.append(
@@ -196,7 +204,9 @@ def report(data: dict[str, Any]) -> str:
             f"{num(o.get('rollout_seconds'), '.1f')} / {num(v.get('rollout_seconds'), '.1f')} | "
             f"{num(o.get('max_state_gap_px'), '.2e')} / "
             f"{num(v.get('max_state_gap_px'), '.2e')} | {num(o.get('max_action_gap'), '.2e')} / "
-            f"{num(v.get('max_action_gap'), '.2e')} | {gate} | {num(r.get('job_seconds'), '.0f')} | "
+            f"{num(v.get('max_action_gap'), '.2e')} | {num((o.get('on_path') or {}).get('max_abs_diff'), '.2e')} / "
+            f"{num((v.get('on_path') or {}).get('max_abs_diff'), '.2e')} | {gate} | "
+            f"{num(r.get('job_seconds'), '.0f')} | "
             f"{num(r.get('peak_rss_mb') / 1024 if r.get('peak_rss_mb') else None, '.1f')} |")
     return "\n".join(lines)
 

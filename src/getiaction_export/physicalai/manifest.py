@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from getiaction.export.atomic import atomic_write_text
 from getiaction_export.physicalai import precision as machine_precision
-from getiaction_export.physicalai.history import HISTORY_SOURCE, history_of
+from getiaction_export.physicalai.history import HISTORY_SOURCE, history_of, single_step
 from getiaction_export.physicalai.precision import OPENVINO_F32
 from getiaction_export.physicalai.provenance import (
     default_load_summary,
@@ -224,9 +224,7 @@ def drivability(inputs: Sequence[Mapping[str, Any]], task: Sequence[str] = (), h
     key it feeds, with ``reason``.
     """
     if history:  # (B, n, ...) inputs: the history source stacks what the loop feeds under the same names
-        flat = [{**spec, "shape": [spec["shape"][0], *spec["shape"][2:]]} if str(spec["name"]) == "state"
-                or str(spec["name"]).startswith(IMAGES) else spec for spec in inputs]
-        stacked = drivability(flat, task)
+        stacked = drivability(single_step(inputs), task)
         stacked["feeds"]["history"] = f"{HISTORY_SOURCE} keeps the last {history} observations"
         return stacked
     images = [str(s["name"]) for s in inputs if is_image_input(s)]
