@@ -41,7 +41,8 @@ from getiaction.export.atomic import prepare_parent
 from getiaction.export.extras import missing_message
 from getiaction.export.versions import package_versions
 from getiaction_export import interrupts
-from getiaction_export.config.schemas import AllFormatSchema, ExportConfig, job_formats, left_out_formats
+from getiaction_export.config.format_plan import job_formats, left_out_formats
+from getiaction_export.config.schemas import AllFormatSchema, ExportConfig
 from getiaction_export.console import Console
 from getiaction_export.errors import INTERRUPTED, failure_of, one_line
 from getiaction_export.files import artifact_files, human_size, staged_files

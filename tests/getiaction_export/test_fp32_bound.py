@@ -83,7 +83,8 @@ def test_an_error_of_a_thousandth_of_the_scale_is_never_within_the_fitted_bound(
 
 
 def test_only_the_fp32_default_is_fitted() -> None:
-    from getiaction_export.config.schemas import ToleranceSchema, tolerances
+    from getiaction_export.config.format_plan import tolerances
+    from getiaction_export.config.schemas import ToleranceSchema
 
     assert tolerances(OnnxFormatSchema(), "action")["source"] == fp32_bound.FITS == "fp32 default"
     assert tolerances(OnnxFormatSchema(precision="fp16"), "action")["source"] != fp32_bound.FITS

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from getiaction.errors import ExitCode
-from getiaction_export.config.schemas import CalibrationSchema, OpenVINOFormatSchema, ToleranceSchema, tolerances
+from getiaction_export.config.format_plan import tolerances
+from getiaction_export.config.schemas import CalibrationSchema, OpenVINOFormatSchema, ToleranceSchema
 from getiaction_export.machine import isa_features
 from tests.getiaction_export.conftest import read_json
 from tests.getiaction_export.test_formats import repo_on_path

@@ -265,7 +265,7 @@ def _rollout(node: Any, fmt: Any, errors: list[str]) -> RolloutSchema | None:
     """``rollout``: a task needs its adapter and the ``[sim]`` packages; ``max_gap`` is keyed by precision, and
     every precision the job exports has a bound (``rollout.max_gap`` or the adapter's)."""
     from getiaction.export.extras import missing_message
-    from getiaction_export.config.schemas import job_formats
+    from getiaction_export.config.format_plan import job_formats
 
     rollout = _typed(RolloutSchema, node, "rollout", errors)
     if rollout is None or not rollout.enabled:
@@ -325,7 +325,7 @@ def _check_exporter(fmt: OnnxFormatSchema, errors: list[str]) -> None:
 def _check_formats(fmt: OnnxFormatSchema, errors: list[str]) -> None:
     """The formats a job produces, their optional packages, and options that apply to none of them."""
     from getiaction.export.extras import installed, missing_message
-    from getiaction_export.config.schemas import installed_formats
+    from getiaction_export.config.format_plan import installed_formats
 
     every = isinstance(fmt, AllFormatSchema)
     names = [fmt.name]

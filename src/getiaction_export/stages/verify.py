@@ -19,7 +19,7 @@ import torch
 
 from getiaction.errors import ConfigError, ExportError, VerificationError
 from getiaction.export import Export
-from getiaction_export.config.schemas import tolerances
+from getiaction_export.config.format_plan import tolerances
 from getiaction_export.parity.fp32_bound import FITS, Float64Reference, describe, fitted, float64_gaps
 from getiaction_export.parity.gate import ParityReport, check_parity, verification_inputs
 from getiaction_export.parity.runtimes import Runner, TorchReference, torch_runner
