@@ -34,6 +34,7 @@ def test_act_int8_ir_is_calibrated_verified_and_packaged(cli, tmp_path: Path) ->
     calibration = record["int8"]
     assert calibration["source"] == "random" and calibration["samples"] == 40 and calibration["seed"] == 0
     assert calibration["model_type"] == "transformer" and calibration["quantized_ops"] > 10
+    assert calibration["method"] == "quantize" and calibration["method_reason"] == "the default"
     assert calibration["seconds"] > 0
     action = record["parity"]["action"]
     # measured 0.9% of the largest |action|, cosine 0.99998; bound 10% / 0.999
@@ -76,6 +77,32 @@ def test_act_int8_holds_on_a_cpu_without_vnni_where_the_first_layer_fix_saturate
         checked = deploy_check(tmp_path / "enable", env)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "✓ openvino (int8) verified again on this CPU: action " in checked.stdout
+
+
+def test_int8_weight_compression_is_verified_on_both_cpu_kinds(cli, tmp_path: Path) -> None:
+    """``format.calibration.method=weights``: 8-bit weights, float32 activations, no calibration; the IR tells
+    OpenVINO not to quantize activations on the fly, so it compiles and holds on this CPU and capped to AVX2
+    (where the package's no-hint load would pick bf16 kernels the capped oneDNN lacks: that check runs uncapped)."""
+    for name, env, extra in (("here", {}, ()), ("avx2", WITHOUT_VNNI, ("format.runtime_check=false",))):
+        run = cli("policy=act", *INT8, "format.calibration.method=weights", *extra, f"output_dir={name}", env=env)
+        assert run.returncode == 0, run.output
+        record = read_json(tmp_path / name / "result.json")["formats"]["openvino"]
+        int8 = record["int8"]
+        assert int8["method"] == "weights" and int8["method_reason"] == "format.calibration.method"
+        assert int8["compressed_weights"] >= 10 and "samples" not in int8  # no calibration rows
+        action = record["parity"]["action"]
+        # measured 0.44% of the largest |action| on both (quantize: 0.9-2%), cosine 0.99999
+        assert action["passed"] and action["share"] < 0.01 and action["cosine"] > 0.9999, (name, action)
+        assert action["max_abs_diff"] > 1e-5  # float32 would be ~1e-6
+        model = ov.Core().read_model(str(tmp_path / name / "act.xml"))
+        assert model.get_rt_info(["getiaction", "getiaction.int8_method"]).astype(str) == "weights"
+        assert model.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "0"
+        assert not any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        assert "NNCF weight compression (8-bit weights, float32 activations; format.calibration.method) in " \
+            in run.output
+    manifest = read_json(tmp_path / "here" / "manifest.json")
+    assert manifest["getiaction"]["backends"]["openvino"]["int8"]["method"] == "weights"
+    assert read_json(tmp_path / "here" / "result.json")["runtime_check"]["status"] == "ok"
 
 
 def deploy_check(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

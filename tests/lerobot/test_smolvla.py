@@ -297,6 +297,29 @@ def test_a_pusht_shaped_smolvla_rolls_out_with_a_task_string(pusht: Path, tmp_pa
         "rollout.task='push the T-shaped block onto the target'"), missing.stderr
 
 
+def test_int8_compresses_smolvlas_weights_and_refuses_what_openvino_cannot_compile(two_cameras: Path,
+                                                                                    tmp_path: Path) -> None:
+    """``format.precision=int8`` on a SmolVLA folder: its weights compressed (the policy's choice, as for language
+    models), verified against LeRobot on the noise the graph drew, packaged with its tokenizer. NNCF's
+    post-training quantization (``method=quantize``) gives an IR OpenVINO cannot compile: one line, no file."""
+    run = run_cli(f"policy.path={two_cameras}", "format=openvino", "format.precision=int8", "format.latency=false",
+                  "hydra.run.dir=job", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = json.loads((tmp_path / "job" / "result.json").read_text())["formats"]["openvino"]
+    assert record["int8"]["method"] == "weights" and record["int8"]["method_reason"].startswith("SmolVLA's choice")
+    action = record["parity"]["action"]
+    assert action["passed"] and action["share"] < 0.02 and action["cosine"] > 0.9999, action  # measured 0.34%
+    assert record["parity"]["noise"]["max_abs_diff"] == 0.0  # the reference ran on the noise the graph drew
+    assert (tmp_path / "job" / "openvino_tokenizer.xml").is_file()
+    refused = run_cli(f"policy.path={two_cameras}", "format=openvino", "format.precision=int8", "format.latency=false",
+                      "format.calibration.method=quantize", "hydra.run.dir=job2", cwd=tmp_path)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("[export] ✗ OpenVINO cannot compile the INT8 IR NNCF made ("), last
+    assert refused.stderr.strip().endswith("try format.calibration.method=weights (weight compression)")
+    assert not list((tmp_path / "job2").glob("*.xml"))
+
+
 def test_a_vlm_that_is_not_available_offline_is_named_with_the_override(two_cameras: Path, vlm: Path,
                                                                         tmp_path: Path) -> None:
     folder = tmp_path / "hub_vlm"

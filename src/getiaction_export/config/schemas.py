@@ -44,6 +44,7 @@ FORMAT_ORDER = ("torch", "onnx", "openvino", "openvino_int8", "executorch")
 FORMAT_PACKAGES = {"openvino": ("openvino",), "openvino_int8": ("openvino", "nncf"), "executorch": ("executorch",)}
 """The optional packages each format needs (``format=all`` with ``formats: null`` runs those installed)."""
 CALIBRATION_SOURCES = ("random", "file")
+INT8_METHODS = ("auto", "quantize", "weights")
 INT8_MODEL_TYPES = ("auto", "transformer", "default")
 INT8_OVERFLOW_FIXES = ("enable", "first_layer", "disable")
 """getiaction.export.int8.OVERFLOW_FIXES (repeated here: the config check does not import nncf's module)."""
@@ -136,8 +137,12 @@ class ToleranceSchema:
 
 @dataclass
 class CalibrationSchema:
-    """``format.calibration``: the inputs INT8 is calibrated on (``format.precision=int8``)."""
+    """``format.calibration``: how INT8 is made and the inputs it is calibrated on (``format.precision=int8``)."""
 
+    method: str = field(default="auto", metadata={"choices": INT8_METHODS})
+    """``quantize``: post-training INT8 of weights and activations, calibrated; ``weights``: weight compression
+    (8-bit weights, float32 activations, no calibration); ``auto``: the policy's preference (SmolVLA: weights),
+    else quantize."""
     source: str = field(default="random", metadata={"choices": CALIBRATION_SOURCES})
     """``random``: the input sample, then seeded random inputs like it; ``file``: rows of recorded observations."""
     samples: int = field(default=100, metadata={"min": 1})

@@ -68,7 +68,7 @@ CEILING_SHARE = 1e-4
 RTOL = 1e-4
 SOURCE = "fp32 fitted"
 FITS = "fp32 default"
-"""The tolerance ``source`` that is fitted (:func:`getiaction_export.config.schemas.tolerances`); not user bounds."""
+"""The tolerance ``source`` that is fitted (:func:`~getiaction_export.config.format_plan.tolerances`); not a user's."""
 
 
 def fitted_atol(gap: float, scale: float, multiple: float = MULTIPLE, ceiling_share: float = CEILING_SHARE,

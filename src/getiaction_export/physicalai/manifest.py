@@ -315,7 +315,8 @@ def manifest_section(
         backends[name] = {"file": main, "sha256": names[main], "files": dict(names), "precision": outcome.precision,
                           "verified_with": outcome.runtime, "parity": parity}
         if "int8" in outcome.details:  # how it was quantized (the overflow fix decides whether it holds without VNNI)
-            backends[name]["int8"] = {key: outcome.details["int8"].get(key) for key in ("model_type", "overflow_fix")}
+            backends[name]["int8"] = {key: outcome.details["int8"].get(key)
+                                     for key in ("method", "model_type", "overflow_fix")}
         if outcome.verification is not None:  # what deploy_check holds this backend to, on the reference set
             backends[name]["tolerance"] = outcome.verification.tolerances
         if state.reference_set is not None and outcome.parity is not None:

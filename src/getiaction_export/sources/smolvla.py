@@ -275,6 +275,9 @@ class SmolVLAExport(nn.Module):
     """The inputs a task string becomes (:meth:`task_inputs`): a rollout feeds them from ``rollout.task``."""
     preferred_exporter = "torchscript"
     """What ``format.exporter=auto`` uses (see the module doc: weights stored once, 9.5e-7 from LeRobot, ~3 s)."""
+    preferred_int8 = "weights"
+    """What ``format.calibration.method=auto`` uses (see :mod:`getiaction.export.int8`)."""
+    preferred_int8_reason = "SmolVLA's choice: its transformer quantization does not compile in OpenVINO"
 
     def __init__(self, policy: Any, reference: SmolVLAInference, noise: str) -> None:
         super().__init__()

@@ -97,23 +97,45 @@ def export_openvino_format(state: JobState, outcome: FormatOutcome) -> str:
 
 
 def quantize(state: JobState, outcome: FormatOutcome, f32_ir: Any) -> str:
-    """NNCF post-training INT8 of ``f32_ir`` into the staged IR, on ``format.calibration``; returns its summary."""
-    from getiaction.export.int8 import quantize_openvino
+    """INT8 of ``f32_ir`` into the staged IR (``format.calibration``: NNCF post-training quantization, or weight
+    compression); returns its summary."""
+    from getiaction.export.int8 import compress_weights_openvino, quantize_openvino
     from getiaction_export.stages.calibrate import calibration_rows
 
-    assert state.sample is not None and state.graph is not None
+    assert state.sample is not None and state.graph is not None and state.built is not None
     calibration = outcome.schema.calibration
+    method, why = int8_method(calibration.method, state.built.module)
+    if method == "weights":
+        result = compress_weights_openvino(f32_ir, outcome.staged[0])
+        outcome.details["int8"] = {"method": method, "method_reason": why, "seconds": result.seconds,
+                                   "compressed_weights": result.quantized_ops}
+        return (f"NNCF weight compression (8-bit weights, float32 activations; {why}) in {result.seconds:.1f} s, "
+                f"{result.quantized_ops} weights")
     rows, record = calibration_rows(calibration, state.sample, state.graph.input_names)
     result = quantize_openvino(f32_ir, outcome.staged[0], rows, model_type=calibration.model_type,
                                overflow_fix=calibration.overflow_fix)
-    record.update(model_type=result.model_type, model_type_reason=result.model_type_reason,
-                  overflow_fix=result.overflow_fix,
+    record.update(method=method, method_reason=why, model_type=result.model_type,
+                  model_type_reason=result.model_type_reason, overflow_fix=result.overflow_fix,
                   seconds=result.seconds, quantized_ops=result.quantized_ops)
     outcome.details["int8"] = record
     fewer = (f" (the file has {record['samples']} of the {record['requested']} asked for)"
              if record["samples"] < record["requested"] else "")
     return (f"NNCF ({result.model_type}) on {record['samples']} {record['source']} inputs{fewer} in "
             f"{result.seconds:.1f} s, {result.quantized_ops} quantizers")
+
+
+def int8_method(requested: str, module: Any) -> tuple[str, str]:
+    """``(method, why)``: ``format.calibration.method``, or for ``auto`` the policy's ``preferred_int8``.
+
+    >>> int8_method("auto", object()), int8_method("weights", object())[0]
+    (('quantize', 'the default'), 'weights')
+    """
+    if requested != "auto":
+        return requested, "format.calibration.method"
+    preferred = getattr(module, "preferred_int8", None)
+    if preferred:
+        return str(preferred), str(getattr(module, "preferred_int8_reason", "the policy's choice"))
+    return "quantize", "the default"
 
 
 def export_executorch_format(state: JobState, outcome: FormatOutcome) -> str:
