@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from getiaction.errors import ConfigError
+from getiaction.export.torch import load_checkpoint
 from getiaction_export.parity.tolerance import DEFAULT_TOLERANCES, compare
 from getiaction_export.sources.lerobot import lerobot
 from getiaction_export.sources.smolvla import (
@@ -88,6 +89,9 @@ def test_two_camera_folder_exports_to_a_verified_package(package: Path) -> None:
     result = json.loads((package / "result.json").read_text())
     assert result["exporter"] == "torchscript"  # format.exporter=auto: the policy's preferred exporter
     assert result["formats"]["torch"]["parity"]["action"]["max_abs_diff"] == 0.0  # reloaded, same seed: identical
+    checkpoint = load_checkpoint(package / "smolvla.pt")  # the policy's own class and keys, not the robot-name wrapper
+    assert checkpoint.policy_class_path == "getiaction_export.sources.smolvla.SmolVLAExport"
+    assert not any(key.startswith("inner.") for key in checkpoint.state_dict), list(checkpoint.state_dict)[:3]
     for fmt in ("onnx", "openvino"):
         parity = result["formats"][fmt]["parity"]["action"]
         assert parity["passed"] and parity["max_abs_diff"] < 1e-4, parity

@@ -186,9 +186,12 @@ def program_graph(inputs: list[str], outputs: list[str], sample: dict[str, Any],
 
 
 def export_torch_format(state: JobState, outcome: FormatOutcome) -> str:
-    """The checkpoint (policies through ``to_torch``; other modules with their config or an empty one)."""
+    """The checkpoint (policies through ``to_torch``; other modules with their config or an empty one).
+
+    A module under the robot loop's names (``RobotNamed``) is saved as the module it wraps: its own class and
+    state dict keys, loadable without the wrapper."""
     assert state.built is not None
-    module = state.built.module
+    module = getattr(state.built.module, "wrapped", state.built.module)
     if isinstance(module, Export):
         module.to_torch(outcome.staged[0])
     else:

@@ -156,5 +156,5 @@ def _reload(state: JobState, outcome: FormatOutcome) -> torch.nn.Module:
         reloaded: torch.nn.Module = load_policy(path, allowed_packages=allowed)
         return reloaded
     fresh = copy.deepcopy(built.module)  # a plain module: its weights are what the checkpoint holds
-    fresh.load_state_dict(load_checkpoint(path).state_dict, strict=True)
+    getattr(fresh, "wrapped", fresh).load_state_dict(load_checkpoint(path).state_dict, strict=True)  # see export
     return fresh.eval()
