@@ -275,8 +275,7 @@ class SmolVLAExport(nn.Module):
     """The inputs a task string becomes (:meth:`task_inputs`): a rollout feeds them from ``rollout.task``."""
     preferred_exporter = "torchscript"
     """What ``format.exporter=auto`` uses (see the module doc: weights stored once, 9.5e-7 from LeRobot, ~3 s)."""
-    preferred_int8 = "weights"
-    """What ``format.calibration.method=auto`` uses (see :mod:`getiaction.export.int8`)."""
+    preferred_int8 = "weights"  # format.calibration.method=auto (getiaction.export.int8)
     preferred_int8_reason = "SmolVLA's choice: its transformer quantization does not compile in OpenVINO"
 
     def __init__(self, policy: Any, reference: SmolVLAInference, noise: str) -> None:
@@ -292,8 +291,7 @@ class SmolVLAExport(nn.Module):
         self.cameras = cameras(config)
         self.noise_shape = (int(config.chunk_size), int(config.max_action_dim))
         self.action_size = int(config.action_feature.shape[0])
-        self.rows = reference.rows
-        self.token_length = reference.token_length
+        self.rows, self.token_length = reference.rows, reference.token_length
         self.input_shapes = {STATE: tuple(config.robot_state_feature.shape),
                              **{key: tuple(config.image_features[key].shape) for key in self.cameras}}
 
@@ -309,8 +307,7 @@ class SmolVLAExport(nn.Module):
         return action if self.noise_mode == "input" else {"action": action, NOISE: noise}
 
     def package_extras(self, folder: Path) -> dict[str, Any]:
-        """What a package of this graph carries besides the model: the task's tokenizer
-        (:func:`getiaction_export.sources.smolvla_tokenizer.package_tokenizer`)."""
+        """What a package of this graph carries besides the model: the task's tokenizer (``package_tokenizer``)."""
         from getiaction_export.sources.smolvla_tokenizer import TOKENIZER_CHECK, package_tokenizer
 
         return {**package_tokenizer(self, folder),
@@ -328,8 +325,7 @@ class SmolVLAExport(nn.Module):
         generator = torch.Generator().manual_seed(0)
         sample = {STATE: torch.rand((1, *self.input_shapes[STATE]), generator=generator) * 4 - 2}
         sample.update({key: torch.rand((1, *self.input_shapes[key]), generator=generator) for key in self.cameras})
-        reference: Any = self.parity_reference
-        sample[TOKENS], sample[TOKEN_MASK] = reference.tokenize([SAMPLE_TASK])
+        sample.update(self.task_inputs([SAMPLE_TASK]))
         if self.noise_mode == "input":
             sample[NOISE] = torch.randn((1, *self.noise_shape), generator=generator)
         return sample
@@ -368,11 +364,9 @@ class SmolVLAInference(nn.Module):
         self.conditioned_on = {NOISE: NOISE} if noise == "graph" else {}
 
     def tokenize(self, tasks: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids ``(B, L)`` int64 and mask ``(B, L)`` bool as LeRobot makes them, padded to the graph's length.
-
-        LeRobot's newline step (a task gets a trailing ``\\n`` unless it has one), then its tokenizer
-        (right padding, truncation at ``L = tokenizer_max_length``), at ``padding="max_length"``.
-        """
+        """Token ids ``(B, L)`` int64 and mask ``(B, L)`` bool as LeRobot makes them, padded to the graph's length:
+        its newline step (a trailing ``\\n`` unless there is one), then its tokenizer (right padding, truncation at
+        ``L = tokenizer_max_length``) at ``padding="max_length"``."""
         texts: Any = list(tasks)
         for step in self.newline_steps:
             texts = step.complementary_data({"task": texts})["task"]
