@@ -18,7 +18,7 @@ so small errors can compound. With ``rollout=<task>``:
   ``rollout.max_gap.<precision>`` (default: the adapter's ``max_gap``), except that an fp32 artifact whose
   run parted from PyTorch's while it acted as PyTorch on every observation it met passes with a ``!``
   line naming where PyTorch itself answers the two runs' observations differently (a camera frame's
-  pixels flip: the loop amplified a difference of rounding). An artifact that fails is not promoted
+  pixels flip: the loop amplified a difference within the fp32 bound). An artifact that fails is not promoted
   (exit code 4).
 """
 
@@ -146,8 +146,8 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
     within = math.isfinite(gap) and gap <= bound
     # an fp32 artifact that acted as PyTorch on every observation it met, within the bound PyTorch's own float32
     # rounding sets (not one a user loosened), did not make the runs part
-    parted = (not within and math.isfinite(gap) and precision == "fp32" and bool(on_path and on_path["passed"])
-              and on_path is not None and on_path["model_bound"])
+    parted = (not within and math.isfinite(gap) and precision == "fp32" and on_path is not None
+              and bool(on_path["passed"]) and bool(on_path["model_bound"]))
     outcome.rollout = {
         "driver": how, "precision": precision, "unit": adapter.unit, "max_gap": bound, "max_gap_source": source,
         "max_state_gap": gap, "max_action_gap": max(e["max_action_gap"] for e in episodes),
@@ -189,7 +189,7 @@ def rollout_format(state: JobState, outcome: FormatOutcome, echo: Callable[[str]
                 f"{outcome.name} on its own {on_path['max_abs_diff']:.2g} from PyTorch at most" if witness else "")
         echo(f"[rollout] ! {outcome.name}: the runs parted at step {record['parted']['step']} of episode seed "
              f"{worst['seed']} ({gap:.3g}{unit} > {bound:g}{unit}) though {outcome.name} acted as PyTorch on every "
-             f"observation it met: the closed loop amplified a difference of rounding{seen}")
+             f"observation it met: the closed loop amplified a difference within the fp32 bound{seen}")
     echo(f"[rollout] ✓ {summary}  {record['seconds']:.2f} s")
 
 
