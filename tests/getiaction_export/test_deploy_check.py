@@ -141,6 +141,9 @@ def test_a_package_without_a_reference_set_is_deployable_with_a_warning(
 
 def _two_models(folder: Path) -> None:
     shutil.copyfile(folder / "dummy.onnx", folder / "old.onnx")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["policy"]["name"]  # nothing picks dummy.onnx: the runtime loads whichever it lists first
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _hand_made_onnx(folder: Path, write: Callable[[Path], None]) -> None:
@@ -222,6 +225,19 @@ def test_a_broken_package_is_reported_in_one_line(
     assert err.count("\n") == 1 and err.startswith(f"error: {folder}: "), err
     assert message in err
     assert "Traceback" not in out + err and out == "NOT deployable\n"
+
+
+def test_another_model_beside_the_one_policy_name_picks_is_deployable(
+    copy: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``format=all`` leaves the INT8 IR (``<name>_int8.xml``) beside the package's f32 one: policy.name makes the
+    runtime load the declared file, so the other is named, not refused."""
+    folder = copy(None)
+    shutil.copyfile(folder / "dummy.xml", folder / "dummy_int8.xml")
+    shutil.copyfile(folder / "dummy.bin", folder / "dummy_int8.bin")
+    code, out, err = verdict(folder, capsys)
+    assert code == ExitCode.OK, err
+    assert "one model per backend (policy.name picks it; also here, not loaded: dummy_int8.xml)" in out
 
 
 def test_a_manifest_naming_another_file_than_policy_name_loads(copy: Callable[..., Path]) -> None:

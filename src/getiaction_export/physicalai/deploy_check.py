@@ -164,11 +164,12 @@ def static_check(folder: Path) -> tuple[dict[str, Any], Report]:
     for artifact in [folder / step for step in steps]:
         if not artifact.is_file():
             raise NotDeployable(f"model.preprocessors: {artifact.name} is missing from {folder}")
-    for backend, filename in artifacts.items():
-        _check_files(folder, backend, filename, known[backend], name, steps)
+    others = [other for backend, filename in artifacts.items()
+              for other in _check_files(folder, backend, filename, known[backend], name, steps)]
     _check_hashes(folder, data, artifacts)
     report.lines.append(f"{MANIFEST_FILE}: backends {', '.join(artifacts)} (default {next(iter(artifacts))}), "
-                        f"files present, one model per backend")
+                        f"files present, one model per backend"
+                        + (f" (policy.name picks it; also here, not loaded: {', '.join(others)})" if others else ""))
     inputs = ((data.get(SECTION) or {}).get("inputs")) or []
     if inputs:
         section = data.get(SECTION) or {}
@@ -180,8 +181,10 @@ def static_check(folder: Path) -> tuple[dict[str, Any], Report]:
 
 
 def _check_files(folder: Path, backend: str, filename: str, extensions: tuple[str, ...], name: str,
-                 steps: set[str]) -> None:
-    """``steps``: files the manifest's pre-processors load (a task's OpenVINO tokenizer): not models."""
+                 steps: set[str]) -> list[str]:
+    """The other models of the backend in ``folder`` (``policy.name`` picks the declared one, so the runtime
+    never loads them: ``format=all``'s INT8 IR beside the f32 one); refused where the runtime's pick is not the
+    declared file. ``steps``: files the manifest's pre-processors load (a task's OpenVINO tokenizer): not models."""
     path = folder / filename
     if not path.is_file():
         raise NotDeployable(f"model.artifacts.{backend}: {filename} is missing from {folder}")
@@ -190,13 +193,15 @@ def _check_files(folder: Path, backend: str, filename: str, extensions: tuple[st
                             f"(the weights of {filename}) is missing from {folder}")
     models = sorted(p.name for ext in extensions for p in folder.glob(f"*{ext}")
                     if not p.name.startswith(".") and p.name not in steps)
-    if len(models) > 1:
-        raise NotDeployable(f"two {backend} models in {folder} ({', '.join(models)}): the runtime loads one by "
-                            "policy.name, or whichever it lists first; keep one model per backend in a package")
     picked = f"{name}{Path(filename).suffix}" if name else None
     if picked and picked != filename and (folder / picked).is_file():
         raise NotDeployable(f"policy.name {name!r} makes the runtime load {picked}, not {filename} "
                             f"named in model.artifacts.{backend}")
+    if len(models) > 1 and picked != filename:
+        raise NotDeployable(f"two {backend} models in {folder} ({', '.join(models)}): without a policy.name that "
+                            "picks one the runtime loads whichever it lists first; keep one model per backend in a "
+                            "package")
+    return [model for model in models if model != filename]
 
 
 def _check_hashes(folder: Path, data: dict[str, Any], artifacts: dict[str, str]) -> None:
