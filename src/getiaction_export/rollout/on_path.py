@@ -53,29 +53,27 @@ def on_path(reference: Any, bounds: Mapping[str, Tolerance], output_names: Seque
     """
     from getiaction_export.parity.gate import check_parity
 
-    cases, recorded = [], []
+    cases, recorded, where = [], [], []
     for seed, episode in zip(seeds, runs, strict=False):
         for run in episode:
             cases.append((f"seed {seed} step {run.step}", torch_batch(run.inputs)))
             recorded.append(run.outputs)
+            where.append((seed, run.step))
     replay = iter(recorded)  # check_parity calls the candidate once per case, in order
     report = check_parity(reference, lambda batch: next(replay), output_names, cases, None, None,
                           per_output=bounds)
     action = output_names[0]
-    by_case = [case for case in report.cases if case["output"] == action]
-    worst = max(by_case, key=lambda case: _finite(case["max_abs_diff"]), default=None)
+    diffs = [_finite(case["max_abs_diff"]) for case in report.cases if case["output"] == action]  # one per case
+    worst = int(np.argmax(diffs)) if diffs else None
     figures = report.outputs.get(action, {})
-    seed_of = {f"seed {seed} step {run.step}": (seed, run.step) for seed, ep in zip(seeds, runs, strict=False)
-               for run in ep}
     return {
         "runs": len(cases), "passed": report.passed,
         "max_abs_diff": float(figures.get("max_abs_diff", 0.0)),
         **{key: figures[key] for key in ("atol", "rtol", "share", "cosine") if figures.get(key) is not None},
-        "worst": None if worst is None else dict(zip(("seed", "step"), seed_of[worst["case"]], strict=True)),
+        "worst": None if worst is None else dict(zip(("seed", "step"), where[worst], strict=True)),
         "failures": report.failures()[:1],
-        "per_run": [[[run.step, float(f"{_finite(case['max_abs_diff']):.4g}")]
-                     for run, case in zip(episode, by_case[start:], strict=False)]
-                    for episode, start in zip(runs, _starts(runs), strict=False)],
+        "per_run": [[[step, float(f"{diff:.4g}")] for (at, step), diff in zip(where, diffs, strict=True) if at == seed]
+                    for seed in seeds[:len(runs)]],
     }
 
 
@@ -109,14 +107,6 @@ def torch_batch(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
     return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in inputs.items()
             if isinstance(value, np.ndarray) and value.dtype.kind in "fiub"}
-
-
-def _starts(runs: Sequence[Sequence[PolicyRun]]) -> list[int]:
-    starts, total = [], 0
-    for episode in runs:
-        starts.append(total)
-        total += len(episode)
-    return starts
 
 
 def _finite(value: float) -> float:
